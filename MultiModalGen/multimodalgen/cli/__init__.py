@@ -1,0 +1,1 @@
+"""The `multimodalgen` command line: one verb per capability (see `main.py`)."""

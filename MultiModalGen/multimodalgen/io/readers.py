@@ -1,0 +1,129 @@
+"""Reading volumes and label maps from NIfTI, NRRD, MHA/MHD, DICOM series folders and Slicer `.seg.nrrd`.
+
+Every reader validates on purpose (missing/corrupt file, 2D, 4D, zero size, sheared axes, NaN/Inf, non-integer
+labels, sizes that would not fit in memory) and raises `UserInputError` with what was expected and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from multimodalgen.errors import UserInputError
+from multimodalgen.io.memory import check_fits_in_memory
+from multimodalgen.io.segmentation import is_segmentation_path, read_segmentation
+from multimodalgen.io.sitk_bridge import sitk_to_volume
+from multimodalgen.volume import Volume, check_finite, check_label_array
+
+#: File endings the readers accept (DICOM is a folder).
+SUPPORTED_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".seg.nrrd", ".dcm")
+
+#: Bytes per voxel assumed by the memory estimate (float32 working copy + the read buffer).
+_BYTES_PER_VOXEL_ESTIMATE = 8
+
+
+def _require_existing(path: Path) -> None:
+    if not path.exists():
+        raise UserInputError(f"file not found: {path}", expected="an existing image file or DICOM folder",
+                             fix="check the path (relative paths are relative to the current folder)")
+    if path.is_file() and path.stat().st_size == 0:
+        raise UserInputError(f"the file is empty (0 bytes): {path}", expected="an image file",
+                             fix="re-export or re-copy the file")
+
+
+def _dicom_series_files(folder: Path) -> list[str]:
+    import SimpleITK as sitk
+
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise UserInputError(f"no DICOM series found in {folder}", expected="a folder of DICOM slices",
+                             fix="point to the folder that holds the .dcm files of one series")
+    # The series with the most slices is taken; others are reported.
+    files = max((sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), s) for s in series), key=len)
+    return list(files)
+
+
+def _read_header(reader_path: str | list[str]):
+    import SimpleITK as sitk
+
+    if isinstance(reader_path, list):
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(reader_path[0])
+        reader.ReadImageInformation()
+        size = list(reader.GetSize())
+        if len(size) == 3 and size[2] == 1:
+            size[2] = len(reader_path)
+        return size, reader.GetNumberOfComponents(), reader.GetDimension()
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(reader_path)
+    reader.ReadImageInformation()
+    return list(reader.GetSize()), reader.GetNumberOfComponents(), reader.GetDimension()
+
+
+def read_volume(path: str | os.PathLike, modality: str | None = None, *, allow_nonfinite: bool = False,
+                allow_channels: bool = True) -> Volume:
+    """Read an image as a `Volume` with a RAS affine.
+
+    Args:
+        path: NIfTI/NRRD/MHA/MHD file, a DICOM file or series folder, or a `.seg.nrrd` (read as labels).
+        modality: name stored on the Volume ("T1", "CT", ...), or None.
+        allow_nonfinite: keep NaN/Inf (otherwise refused with a clear error).
+        allow_channels: accept multi-component images as `(C, I, J, K)`; otherwise refuse them.
+
+    Returns:
+        Volume with array `(I, J, K)` (scalar) or `(C, I, J, K)` (vector image) in the file's dtype.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    _require_existing(path)
+    if is_segmentation_path(str(path)):
+        return read_segmentation(str(path))
+    source: str | list[str] = _dicom_series_files(path) if path.is_dir() else str(path)
+    try:
+        size, components, dimension = _read_header(source)
+    except RuntimeError as exc:
+        raise UserInputError(f"cannot read {path}", expected=f"a readable image ({', '.join(SUPPORTED_SUFFIXES)} "
+                             "or a DICOM folder)", got=_first_line(exc),
+                             fix="check that the file is complete and in a supported format") from exc
+    if dimension == 2 or (dimension == 3 and size[2] == 1 and not path.is_dir()):
+        raise UserInputError(f"{path.name} is a 2D image", expected="a 3D volume",
+                             got=f"size {size}", fix="give a 3D volume (or a DICOM folder with all slices)")
+    if dimension == 4:
+        raise UserInputError(f"{path.name} is a 4D image (time series or multi-volume)", expected="a 3D volume",
+                             got=f"size {size}", fix="extract one 3D volume first")
+    if components > 1 and not allow_channels:
+        raise UserInputError(f"{path.name} has {components} components per voxel", expected="a scalar image",
+                             fix="extract one component (e.g. multimodalgen convert --component N)")
+    if 0 in size:
+        raise UserInputError(f"{path.name} has zero size", expected="every dimension >= 1", got=f"size {size}")
+    check_fits_in_memory(float(np.prod(size)) * components * _BYTES_PER_VOXEL_ESTIMATE, f"reading {path.name}")
+    try:
+        if isinstance(source, list):
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(source)
+            image = reader.Execute()
+        else:
+            image = sitk.ReadImage(source)
+    except RuntimeError as exc:
+        raise UserInputError(f"cannot read {path}", expected="an uncorrupted image file", got=_first_line(exc),
+                             fix="the file may be truncated or corrupt; re-export it") from exc
+    volume = sitk_to_volume(image, modality, {"source": str(path)})
+    if not allow_nonfinite:
+        check_finite(volume, f"image {path.name}")
+    return volume
+
+
+def read_label(path: str | os.PathLike) -> Volume:
+    """Read a label map (NIfTI/NRRD/MHA or `.seg.nrrd`): integer values >= 0, returned as uint8/int32 `(I, J, K)`."""
+    volume = read_volume(path, "LABEL", allow_nonfinite=True, allow_channels=False)
+    array = check_label_array(volume.array, f"label map {Path(path).name}")
+    return Volume(array, volume.affine, "LABEL", volume.metadata)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    interesting = [line for line in lines if "ERROR" in line or "rror" in line] or lines or [type(exc).__name__]
+    return interesting[-1][:200]

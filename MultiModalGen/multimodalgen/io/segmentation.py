@@ -1,0 +1,67 @@
+"""Slicer segmentations (`.seg.nrrd`, as Slicer writes them) <-> label-map `Volume`s, through `slicerio`.
+
+Segments (possibly in several overlapping layers) are collapsed to one label map: segment n (in file order) gets
+label value n+1; later segments win where segments overlap. Segment names and colours travel in
+`Volume.metadata["segments"]` as a list of dicts `{"label", "name", "color"}` and are written back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from multimodalgen.errors import UserInputError
+from multimodalgen.io.sitk_bridge import affine_lps_from_ras, affine_ras_from_lps
+from multimodalgen.volume import Volume, check_label_array
+
+SEG_SUFFIX = ".seg.nrrd"
+
+
+def is_segmentation_path(path: str) -> bool:
+    """True for a `.seg.nrrd` path (Slicer segmentation file)."""
+    return str(path).lower().endswith(SEG_SUFFIX)
+
+
+def read_segmentation(path: str) -> Volume:
+    """Read a `.seg.nrrd` into a label-map Volume `(I, J, K)` uint8/int32, segments listed in metadata."""
+    import slicerio
+
+    try:
+        seg = slicerio.read_segmentation(str(path))
+    except Exception as exc:  # slicerio/pynrrd raise many kinds
+        raise UserInputError(f"cannot read segmentation {path}", expected="a .seg.nrrd file written by Slicer",
+                             got=f"{type(exc).__name__}: {exc}", fix="re-export the segmentation from Slicer") from exc
+    voxels = np.asarray(seg["voxels"])
+    layers = voxels[None] if voxels.ndim == 3 else voxels
+    labels = np.zeros(layers.shape[-3:], dtype=np.int32)
+    segments = []
+    for n, segment in enumerate(seg.get("segments", [])):
+        layer = int(segment.get("layer", 0))
+        value = int(segment.get("labelValue", n + 1))
+        labels[layers[layer] == value] = n + 1
+        segments.append({"label": n + 1, "name": segment.get("name", segment.get("id", f"Segment_{n + 1}")),
+                         "color": list(segment.get("color", [0.5, 0.5, 0.5]))})
+    affine = affine_ras_from_lps(np.asarray(seg["ijkToLPS"], dtype=np.float64))
+    return Volume(check_label_array(labels), affine, "LABEL", {"segments": segments, "source": str(path)})
+
+
+def default_color(label: int) -> list[float]:
+    """A distinct, deterministic RGB colour in [0, 1] for label value `label`."""
+    palette = [(0.89, 0.10, 0.11), (0.22, 0.49, 0.72), (0.30, 0.69, 0.29), (0.60, 0.31, 0.64),
+               (1.00, 0.50, 0.00), (1.00, 1.00, 0.20), (0.65, 0.34, 0.16), (0.97, 0.51, 0.75)]
+    return list(palette[(label - 1) % len(palette)])
+
+
+def write_segmentation(volume: Volume, path: str) -> None:
+    """Write a label-map Volume as a Slicer `.seg.nrrd` (one segment per non-zero label) to `path` (not atomic;
+    `multimodalgen.io.write_label` wraps it atomically)."""
+    import slicerio
+
+    labels = check_label_array(volume.array)
+    named = {int(s["label"]): s for s in volume.metadata.get("segments", [])}
+    seg = slicerio.create_segmentation(labels.shape, affine_lps_from_ras(volume.affine))
+    for value in [int(v) for v in np.unique(labels) if v != 0]:
+        info = named.get(value, {})
+        slicerio.add_segment(seg, labels == value, {
+            "id": f"Segment_{value}", "name": info.get("name", f"Segment_{value}"),
+            "color": info.get("color", default_color(value))})
+    slicerio.write_segmentation(str(path), seg)

@@ -1,0 +1,100 @@
+"""Writing volumes and label maps atomically: write to a temporary file in the same folder, then rename.
+
+A failure (disk full, cancel, crash) never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from multimodalgen.errors import UserInputError
+from multimodalgen.io.segmentation import is_segmentation_path, write_segmentation
+from multimodalgen.io.sitk_bridge import volume_to_sitk
+from multimodalgen.volume import Volume, check_label_array
+
+WRITABLE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd", ".seg.nrrd")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for suffix in sorted(WRITABLE_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return suffix
+    raise UserInputError(f"cannot write {path.name}: unknown file type",
+                         expected=f"one of {', '.join(WRITABLE_SUFFIXES)}", got=path.suffix or "no extension",
+                         fix="choose an output name ending in .nii.gz, .nrrd, .mha or .seg.nrrd")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path` with the same suffix; on success rename it to `path`.
+
+    On any exception the temporary file is removed and `path` is left untouched.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(final.suffixes[-2:]) if final.name.lower().endswith((".nii.gz", ".seg.nrrd")) else final.suffix
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".part{suffix}", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = True) -> Path:
+    """Write a Volume (scalar or `(C, I, J, K)`) atomically; the format follows the file name. Returns the path."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix == ".seg.nrrd":
+        return write_label(volume, path)
+    image = volume_to_sitk(volume)
+    with atomic_path(path) as tmp:
+        if suffix == ".mhd":
+            raise UserInputError("writing .mhd (two files) is not supported", expected=".mha (single file)",
+                                 fix="use .mha instead")
+        sitk.WriteImage(image, str(tmp), useCompression=compress)
+    return path
+
+
+def write_label(volume: Volume, path: str | os.PathLike) -> Path:
+    """Write a label map atomically: `.seg.nrrd` as a Slicer segmentation, other formats as an integer image."""
+    path = Path(path)
+    labels = check_label_array(volume.array)
+    label_volume = Volume(labels, volume.affine, "LABEL", volume.metadata)
+    if is_segmentation_path(str(path)):
+        with atomic_path(path) as tmp:
+            write_segmentation(label_volume, str(tmp))
+        return path
+    return write_volume(label_volume, path)
+
+
+def write_json(data: dict, path: str | os.PathLike) -> Path:
+    """Write JSON atomically (indent 2, numpy scalars converted)."""
+    import json
+
+    def default(obj):
+        if isinstance(obj, (np.integer,)):
+            return int(obj)
+        if isinstance(obj, (np.floating,)):
+            return float(obj)
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+        return str(obj)
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=default) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,1 @@
+"""Shipped models (under `MultiModalGen/Resources/Models/`) and user adapters: finding and listing them."""

@@ -1,0 +1,154 @@
+"""Resampling, reorientation and cropping of `Volume`s (all in RAS mm, see `multimodalgen.volume`).
+
+Resampling maps each target voxel centre to world space through the target affine and back into the source grid
+through the source affine's inverse; images are sampled linearly, label maps with nearest neighbour. The work is
+done in slabs along the target's first axis so that memory stays bounded for large grids.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from multimodalgen.errors import UserInputError
+from multimodalgen.io.memory import check_fits_in_memory
+from multimodalgen.volume import Volume, crop_affine, direction_from_affine, orientation_code
+
+ORDERS = ("linear", "nearest")
+
+#: Target voxels processed per slab (bounds the temporary sampling grid to ~0.5 GB).
+_SLAB_VOXELS = 16_000_000
+
+
+def index_map(source_affine: np.ndarray, target_affine: np.ndarray) -> np.ndarray:
+    """4x4 matrix taking target voxel indices to (fractional) source voxel indices."""
+    return np.linalg.inv(np.asarray(source_affine, np.float64)) @ np.asarray(target_affine, np.float64)
+
+
+def resample_array(array: np.ndarray, source_affine: np.ndarray, target_shape: tuple[int, int, int],
+                   target_affine: np.ndarray, order: str = "linear", fill: float = 0.0) -> np.ndarray:
+    """Resample `array` `(I,J,K)` or `(C,I,J,K)` from its grid onto a target grid.
+
+    Args:
+        order: "linear" (images, float32 output) or "nearest" (labels, dtype kept).
+        fill: value outside the source field of view.
+
+    Returns:
+        Array `(*target_shape)` or `(C, *target_shape)`.
+    """
+    import torch
+
+    if order not in ORDERS:
+        raise UserInputError("unknown interpolation order", expected=" or ".join(ORDERS), got=repr(order))
+    target_shape = tuple(int(s) for s in target_shape)
+    channels = 1 if array.ndim == 3 else array.shape[0]
+    check_fits_in_memory(float(np.prod(target_shape)) * channels * 4 * 2, "the resampled volume")
+    mapping = torch.as_tensor(index_map(source_affine, target_affine), dtype=torch.float64)
+    src_shape = array.shape[-3:]
+    if order == "nearest" and np.issubdtype(array.dtype, np.integer) and array.size and np.abs(array).max() > 2 ** 24:
+        raise UserInputError("label values too large for resampling", expected="labels < 16,777,216")
+    src = torch.from_numpy(np.ascontiguousarray(array.reshape((channels,) + tuple(src_shape)), dtype=np.float32))
+    src = (src - fill)[None]  # (1, C, I, J, K)
+    out = torch.empty((channels,) + target_shape, dtype=torch.float32)
+    slab = max(1, _SLAB_VOXELS // max(1, target_shape[1] * target_shape[2]))
+    jj, kk = torch.meshgrid(torch.arange(target_shape[1], dtype=torch.float64),
+                            torch.arange(target_shape[2], dtype=torch.float64), indexing="ij")
+    sizes = torch.tensor(src_shape, dtype=torch.float64)
+    for start in range(0, target_shape[0], slab):
+        stop = min(target_shape[0], start + slab)
+        ii = torch.arange(start, stop, dtype=torch.float64)[:, None, None].expand(-1, *jj.shape)
+        idx = torch.stack([ii, jj.expand_as(ii), kk.expand_as(ii)], dim=-1)  # (n, J, K, 3) target ijk
+        src_idx = idx @ mapping[:3, :3].T + mapping[:3, 3]
+        norm = (2.0 * src_idx + 1.0) / sizes - 1.0  # align_corners=False convention
+        grid = norm.flip(-1).to(torch.float32)[None]  # (1, n, J, K, 3) as (x=k, y=j, z=i)
+        mode = "bilinear" if order == "linear" else "nearest"
+        out[:, start:stop] = torch.nn.functional.grid_sample(
+            src, grid, mode=mode, padding_mode="zeros", align_corners=False)[0]
+    result = (out + fill).numpy()
+    if order == "nearest":
+        result = np.rint(result).astype(array.dtype, copy=False)
+    return result if array.ndim == 4 else result[0]
+
+
+def resample_to_grid(volume: Volume, target_shape: tuple[int, int, int], target_affine: np.ndarray,
+                     order: str = "linear", fill: float = 0.0) -> Volume:
+    """Resample a Volume onto the grid `(target_shape, target_affine)`; see `resample_array`."""
+    array = resample_array(volume.array, volume.affine, target_shape, target_affine, order, fill)
+    meta = dict(volume.metadata)
+    meta["resampled_from"] = {"shape": list(volume.shape3d), "spacing_mm": volume.spacing.round(6).tolist()}
+    return Volume(array, np.asarray(target_affine, np.float64), volume.modality, meta)
+
+
+def resample_like(volume: Volume, reference: Volume, order: str = "linear", fill: float = 0.0) -> Volume:
+    """Resample `volume` onto `reference`'s grid."""
+    return resample_to_grid(volume, reference.shape3d, reference.affine, order, fill)
+
+
+def isotropic_grid(volume: Volume, spacing: float) -> tuple[tuple[int, int, int], np.ndarray]:
+    """A grid with the same orientation and field of view as `volume` and isotropic `spacing` mm.
+
+    The field of view (voxel edges) is kept: the new first voxel centre sits half a new voxel inside the old corner.
+    """
+    if not spacing > 0:
+        raise UserInputError("invalid spacing", expected="a spacing > 0 mm", got=str(spacing))
+    old_spacing = volume.spacing
+    extent = old_spacing * np.asarray(volume.shape3d)
+    shape = tuple(max(1, int(math.ceil(e / spacing - 1e-6))) for e in extent)
+    direction = direction_from_affine(volume.affine)
+    affine = np.eye(4)
+    affine[:3, :3] = direction * spacing
+    corner = volume.affine[:3, :3] @ np.full(3, -0.5) + volume.affine[:3, 3]
+    affine[:3, 3] = corner + direction @ np.full(3, 0.5 * spacing)
+    return shape, affine  # type: ignore[return-value]
+
+
+def resample_isotropic(volume: Volume, spacing: float = 1.0, order: str = "linear") -> Volume:
+    """Resample to isotropic `spacing` mm over the same field of view and orientation."""
+    shape, affine = isotropic_grid(volume, spacing)
+    return resample_to_grid(volume, shape, affine, order)
+
+
+def reorient(volume: Volume, code: str = "RAS") -> Volume:
+    """Exact reorientation (axis permutation and flips, no interpolation) so the axes point along `code`."""
+    import nibabel.orientations as nio
+
+    code = code.upper()
+    current = nio.io_orientation(volume.affine)
+    try:
+        wanted = nio.axcodes2ornt(tuple(code))
+    except Exception as exc:
+        raise UserInputError("invalid orientation code", expected="three letters from R/L, A/P, S/I", got=code) from exc
+    transform = nio.ornt_transform(current, wanted)
+    spatial = volume.array if volume.array.ndim == 3 else np.moveaxis(volume.array, 0, -1)
+    array = nio.apply_orientation(spatial, transform)
+    if volume.array.ndim == 4:
+        array = np.moveaxis(array, -1, 0)
+    affine = volume.affine @ nio.inv_ornt_aff(transform, volume.shape3d)
+    out = Volume(np.ascontiguousarray(array), affine, volume.modality, volume.metadata)
+    if orientation_code(out.affine) != code:
+        raise RuntimeError(f"internal error: reorientation to {code} gave {orientation_code(out.affine)}")
+    return out
+
+
+def bounding_box(mask: np.ndarray, margin: int | tuple[int, int, int] = 0) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Voxel box `(start, stop)` (stop exclusive) of the non-zero voxels of an `(I,J,K)` mask, grown by `margin`."""
+    nonzero = np.nonzero(mask)
+    if len(nonzero[0]) == 0:
+        raise UserInputError("the mask is empty", expected="at least one non-zero voxel", fix="check the mask")
+    margins = np.broadcast_to(np.asarray(margin, dtype=int), (3,))
+    start = tuple(max(0, int(n.min()) - m) for n, m in zip(nonzero, margins))
+    stop = tuple(min(s, int(n.max()) + 1 + m) for n, m, s in zip(nonzero, margins, mask.shape))
+    return start, stop
+
+
+def crop_to_box(volume: Volume, start: tuple[int, int, int], stop: tuple[int, int, int]) -> Volume:
+    """Crop to voxel box `[start, stop)` (clipped to the grid); the affine is shifted so world positions are kept."""
+    start = tuple(max(0, int(s)) for s in start)
+    stop = tuple(min(n, int(e)) for e, n in zip(stop, volume.shape3d))
+    if any(e <= s for s, e in zip(start, stop)):
+        raise UserInputError("the crop box is empty or outside the volume", expected=f"a box inside {volume.shape3d}",
+                             got=f"start {start}, stop {stop}")
+    slices = tuple(slice(s, e) for s, e in zip(start, stop))
+    array = volume.array[slices] if volume.array.ndim == 3 else volume.array[(slice(None),) + slices]
+    return Volume(np.ascontiguousarray(array), crop_affine(volume.affine, start), volume.modality, volume.metadata)
