@@ -1,5 +1,8 @@
 """Resampling, reorientation and cropping of `Volume`s (all in RAS mm, see `multimodalgen.volume`).
 
+Outside-the-grid convention is ITK's (so results match SimpleITK and Slicer): a target point whose continuous
+source index lies within [-0.5, n - 0.5] is inside (edge voxels are clamped there); anything else gets `fill`.
+
 Resampling maps each target voxel centre to world space through the target affine and back into the source grid
 through the source affine's inverse; images are sampled linearly, label maps with nearest neighbour. The work is
 done in slabs along the target's first axis so that memory stays bounded for large grids.
@@ -63,8 +66,12 @@ def resample_array(array: np.ndarray, source_affine: np.ndarray, target_shape: t
         norm = (2.0 * src_idx + 1.0) / sizes - 1.0  # align_corners=False convention
         grid = norm.flip(-1).to(torch.float32)[None]  # (1, n, J, K, 3) as (x=k, y=j, z=i)
         mode = "bilinear" if order == "linear" else "nearest"
-        out[:, start:stop] = torch.nn.functional.grid_sample(
-            src, grid, mode=mode, padding_mode="zeros", align_corners=False)[0]
+        sampled = torch.nn.functional.grid_sample(src, grid, mode=mode, padding_mode="border",
+                                                  align_corners=False)[0]
+        # ITK convention: a point is inside when its continuous index lies in [-0.5, n - 0.5] on every axis
+        # (values within that half voxel are clamped to the edge voxel); outside it gets `fill`.
+        inside = ((src_idx >= -0.5) & (src_idx <= sizes - 0.5)).all(dim=-1)
+        out[:, start:stop] = sampled * inside.to(sampled.dtype)
     result = (out + fill).numpy()
     if order == "nearest":
         result = np.rint(result).astype(array.dtype, copy=False)

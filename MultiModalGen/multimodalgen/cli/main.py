@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "multimodalgen.cli.commands_io",
     "multimodalgen.models.cli",
     "multimodalgen.demo",
+    "multimodalgen.server.cli",
 ]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130

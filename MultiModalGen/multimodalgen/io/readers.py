@@ -14,7 +14,7 @@ import numpy as np
 from multimodalgen.errors import UserInputError
 from multimodalgen.io.memory import check_fits_in_memory
 from multimodalgen.io.segmentation import is_segmentation_path, read_segmentation
-from multimodalgen.io.sitk_bridge import sitk_to_volume
+from multimodalgen.io.sitk_bridge import affine_ras_from_lps, sitk_to_volume
 from multimodalgen.volume import Volume, check_finite, check_label_array
 
 #: File endings the readers accept (DICOM is a folder).
@@ -101,19 +101,52 @@ def read_volume(path: str | os.PathLike, modality: str | None = None, *, allow_n
         raise UserInputError(f"{path.name} has zero size", expected="every dimension >= 1", got=f"size {size}")
     check_fits_in_memory(float(np.prod(size)) * components * _BYTES_PER_VOXEL_ESTIMATE, f"reading {path.name}")
     try:
-        if isinstance(source, list):
-            reader = sitk.ImageSeriesReader()
-            reader.SetFileNames(source)
-            image = reader.Execute()
+        if _is_nifti(path):
+            # ITK's NIfTI reader turns NaN into 0 and accepts some truncated .gz files; nibabel reads the stored
+            # voxels exactly (same index order, same scl scaling as ITK) and fails on truncation. The geometry
+            # comes from ITK's header reader, so it is exactly what Slicer (ITK) sees.
+            header = sitk.ImageFileReader()
+            header.SetFileName(str(path))
+            header.ReadImageInformation()
+            ijk_to_lps = np.eye(4)
+            ijk_to_lps[:3, :3] = np.asarray(header.GetDirection()).reshape(3, 3) * np.asarray(header.GetSpacing())
+            ijk_to_lps[:3, 3] = header.GetOrigin()
+            expected = tuple(size) if components == 1 else (components, *size)
+            volume = Volume(_nifti_voxels(path, expected), affine_ras_from_lps(ijk_to_lps), modality,
+                            {"source": str(path)})
         else:
-            image = sitk.ReadImage(source)
-    except RuntimeError as exc:
+            if isinstance(source, list):
+                reader = sitk.ImageSeriesReader()
+                reader.SetFileNames(source)
+                image = reader.Execute()
+            else:
+                image = sitk.ReadImage(source)
+            volume = sitk_to_volume(image, modality, {"source": str(path)})
+    except UserInputError:
+        raise
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise UserInputError(f"cannot read {path}", expected="an uncorrupted image file", got=_first_line(exc),
                              fix="the file may be truncated or corrupt; re-export it") from exc
-    volume = sitk_to_volume(image, modality, {"source": str(path)})
     if not allow_nonfinite:
         check_finite(volume, f"image {path.name}")
     return volume
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith((".nii", ".nii.gz"))
+
+
+def _nifti_voxels(path: Path, expected_shape: tuple[int, ...]) -> np.ndarray:
+    """Voxels of a NIfTI file as stored (scaled by scl_slope/inter like ITK), shaped like `sitk_to_volume`'s array."""
+    import nibabel as nib
+
+    data = np.asanyarray(nib.load(str(path)).dataobj)
+    if data.ndim == 5 and data.shape[3] == 1:  # vector image: (I, J, K, 1, C) -> (C, I, J, K)
+        data = np.moveaxis(data[:, :, :, 0, :], -1, 0)
+    data = np.ascontiguousarray(data)
+    if data.shape != tuple(expected_shape):
+        raise ValueError(f"NIfTI voxel array {data.shape} disagrees with its header {tuple(expected_shape)}")
+    return data
 
 
 def read_label(path: str | os.PathLike) -> Volume:
