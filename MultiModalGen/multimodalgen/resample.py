@@ -20,8 +20,8 @@ from multimodalgen.volume import Volume, crop_affine, direction_from_affine, ori
 
 ORDERS = ("linear", "nearest")
 
-#: Target voxels processed per slab (bounds the temporary sampling grid to ~0.5 GB).
-_SLAB_VOXELS = 16_000_000
+#: Target voxels processed per slab of the oblique path (bounds its temporary grids to ~100 MB).
+_SLAB_VOXELS = 2_000_000
 
 
 def index_map(source_affine: np.ndarray, target_affine: np.ndarray) -> np.ndarray:
@@ -39,43 +39,94 @@ def resample_array(array: np.ndarray, source_affine: np.ndarray, target_shape: t
 
     Returns:
         Array `(*target_shape)` or `(C, *target_shape)`.
-    """
-    import torch
 
+    Grids whose axes are parallel (the index map is diagonal, e.g. isotropic resampling, crops, zooms) take an
+    exact separable path (one 1D interpolation per axis); oblique grids use trilinear `grid_sample` in slabs.
+    """
     if order not in ORDERS:
         raise UserInputError("unknown interpolation order", expected=" or ".join(ORDERS), got=repr(order))
     target_shape = tuple(int(s) for s in target_shape)
     channels = 1 if array.ndim == 3 else array.shape[0]
-    check_fits_in_memory(float(np.prod(target_shape)) * channels * 4 * 2, "the resampled volume")
-    mapping = torch.as_tensor(index_map(source_affine, target_affine), dtype=torch.float64)
-    src_shape = array.shape[-3:]
+    check_fits_in_memory(float(np.prod(target_shape)) * channels * 4 * 3, "the resampled volume")
     if order == "nearest" and np.issubdtype(array.dtype, np.integer) and array.size and np.abs(array).max() > 2 ** 24:
         raise UserInputError("label values too large for resampling", expected="labels < 16,777,216")
-    src = torch.from_numpy(np.ascontiguousarray(array.reshape((channels,) + tuple(src_shape)), dtype=np.float32))
-    src = (src - fill)[None]  # (1, C, I, J, K)
-    out = torch.empty((channels,) + target_shape, dtype=torch.float32)
+    mapping = index_map(source_affine, target_affine)
+    stack = array.reshape((channels,) + tuple(array.shape[-3:]))
+    linear = mapping[:3, :3]
+    if np.abs(linear - np.diag(np.diag(linear))).max() <= 1e-9 * np.abs(linear).max():
+        out = np.stack([_resample_separable(c, mapping, target_shape, order, fill) for c in stack])
+    else:
+        out = _resample_grid_sample(stack, mapping, target_shape, order, fill)
+    if order == "nearest":
+        out = np.rint(out).astype(array.dtype, copy=False) if np.issubdtype(array.dtype, np.integer) else out
+    return out if array.ndim == 4 else out[0]
+
+
+def _axis_weights(n_target: int, scale: float, offset: float, n_source: int, order: str):
+    """Source indices and weights of a 1D resampling `x_src = scale * i + offset` (ITK border convention)."""
+    x = scale * np.arange(n_target, dtype=np.float64) + offset
+    inside = (x >= -0.5) & (x <= n_source - 0.5)
+    if order == "nearest":
+        index = np.clip(np.floor(x + 0.5).astype(np.int64), 0, n_source - 1)
+        return index, index, np.zeros(n_target, np.float32), inside
+    x = np.clip(x, 0.0, n_source - 1.0)
+    low = np.floor(x).astype(np.int64)
+    high = np.minimum(low + 1, n_source - 1)
+    return low, high, (x - low).astype(np.float32), inside
+
+
+def _resample_separable(channel: np.ndarray, mapping: np.ndarray, target_shape: tuple[int, int, int],
+                        order: str, fill: float) -> np.ndarray:
+    """Axis-parallel resampling of one `(I,J,K)` channel: three 1D passes, float32 (labels: dtype kept)."""
+    keep_dtype = order == "nearest"
+    data = channel if keep_dtype else channel.astype(np.float32, copy=False)
+    inside_all = None
+    for axis in range(3):
+        low, high, weight, inside = _axis_weights(target_shape[axis], mapping[axis, axis], mapping[axis, 3],
+                                                  channel.shape[axis], order)
+        if order == "nearest":
+            data = np.take(data, low, axis=axis)
+        else:
+            shape = [1, 1, 1]
+            shape[axis] = -1
+            w = weight.reshape(shape)
+            lo = np.take(data, low, axis=axis)
+            data = lo + w * (np.take(data, high, axis=axis) - lo)
+        shape = [1, 1, 1]
+        shape[axis] = -1
+        mask = inside.reshape(shape)
+        inside_all = mask if inside_all is None else inside_all & mask
+    if not np.all(inside_all):
+        data = np.where(inside_all, data, np.asarray(fill, dtype=data.dtype))
+    return np.ascontiguousarray(data)
+
+
+def _resample_grid_sample(stack: np.ndarray, mapping: np.ndarray, target_shape: tuple[int, int, int],
+                          order: str, fill: float) -> np.ndarray:
+    """General (oblique) resampling of `(C,I,J,K)` with torch `grid_sample`, in slabs along the target's i axis."""
+    import torch
+
+    src_shape = stack.shape[-3:]
+    src = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[None]  # (1, C, I, J, K)
+    out = np.empty((stack.shape[0],) + target_shape, dtype=np.float32)
     slab = max(1, _SLAB_VOXELS // max(1, target_shape[1] * target_shape[2]))
-    jj, kk = torch.meshgrid(torch.arange(target_shape[1], dtype=torch.float64),
-                            torch.arange(target_shape[2], dtype=torch.float64), indexing="ij")
-    sizes = torch.tensor(src_shape, dtype=torch.float64)
+    m = torch.as_tensor(mapping, dtype=torch.float32)
+    sizes = torch.tensor(src_shape, dtype=torch.float32)
+    j = torch.arange(target_shape[1], dtype=torch.float32)[None, :, None, None] * m[:3, 1]
+    k = torch.arange(target_shape[2], dtype=torch.float32)[None, None, :, None] * m[:3, 2]
+    jk = j + k + m[:3, 3]  # (1, J, K, 3) source index contribution of j, k and the translation
+    mode = "bilinear" if order == "linear" else "nearest"
     for start in range(0, target_shape[0], slab):
         stop = min(target_shape[0], start + slab)
-        ii = torch.arange(start, stop, dtype=torch.float64)[:, None, None].expand(-1, *jj.shape)
-        idx = torch.stack([ii, jj.expand_as(ii), kk.expand_as(ii)], dim=-1)  # (n, J, K, 3) target ijk
-        src_idx = idx @ mapping[:3, :3].T + mapping[:3, 3]
-        norm = (2.0 * src_idx + 1.0) / sizes - 1.0  # align_corners=False convention
-        grid = norm.flip(-1).to(torch.float32)[None]  # (1, n, J, K, 3) as (x=k, y=j, z=i)
-        mode = "bilinear" if order == "linear" else "nearest"
+        i = torch.arange(start, stop, dtype=torch.float32)[:, None, None, None] * m[:3, 0]
+        src_idx = i + jk  # (n, J, K, 3) continuous source indices
+        grid = ((2.0 * src_idx + 1.0) / sizes - 1.0).flip(-1)[None]  # align_corners=False; (x=k, y=j, z=i)
         sampled = torch.nn.functional.grid_sample(src, grid, mode=mode, padding_mode="border",
                                                   align_corners=False)[0]
-        # ITK convention: a point is inside when its continuous index lies in [-0.5, n - 0.5] on every axis
-        # (values within that half voxel are clamped to the edge voxel); outside it gets `fill`.
+        # ITK convention: inside when the continuous index lies in [-0.5, n - 0.5] on every axis.
         inside = ((src_idx >= -0.5) & (src_idx <= sizes - 0.5)).all(dim=-1)
-        out[:, start:stop] = sampled * inside.to(sampled.dtype)
-    result = (out + fill).numpy()
-    if order == "nearest":
-        result = np.rint(result).astype(array.dtype, copy=False)
-    return result if array.ndim == 4 else result[0]
+        out[:, start:stop] = torch.where(inside, sampled, torch.tensor(fill, dtype=sampled.dtype)).numpy()
+    return out
 
 
 def resample_to_grid(volume: Volume, target_shape: tuple[int, int, int], target_affine: np.ndarray,
