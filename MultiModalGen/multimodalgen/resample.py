@@ -1,7 +1,7 @@
 """Resampling, reorientation and cropping of `Volume`s (all in RAS mm, see `multimodalgen.volume`).
 
 Outside-the-grid convention is ITK's (so results match SimpleITK and Slicer): a target point whose continuous
-source index lies within [-0.5, n - 0.5] is inside (edge voxels are clamped there); anything else gets `fill`.
+source index lies within [-0.5, n - 0.5) is inside (edge voxels are clamped there); anything else gets `fill`.
 
 Resampling maps each target voxel centre to world space through the target affine and back into the source grid
 through the source affine's inverse; images are sampled linearly, label maps with nearest neighbour. The work is
@@ -65,7 +65,7 @@ def resample_array(array: np.ndarray, source_affine: np.ndarray, target_shape: t
 def _axis_weights(n_target: int, scale: float, offset: float, n_source: int, order: str):
     """Source indices and weights of a 1D resampling `x_src = scale * i + offset` (ITK border convention)."""
     x = scale * np.arange(n_target, dtype=np.float64) + offset
-    inside = (x >= -0.5) & (x <= n_source - 0.5)
+    inside = (x >= -0.5) & (x < n_source - 0.5)
     if order == "nearest":
         index = np.clip(np.floor(x + 0.5).astype(np.int64), 0, n_source - 1)
         return index, index, np.zeros(n_target, np.float32), inside
@@ -123,8 +123,8 @@ def _resample_grid_sample(stack: np.ndarray, mapping: np.ndarray, target_shape: 
         grid = ((2.0 * src_idx + 1.0) / sizes - 1.0).flip(-1)[None]  # align_corners=False; (x=k, y=j, z=i)
         sampled = torch.nn.functional.grid_sample(src, grid, mode=mode, padding_mode="border",
                                                   align_corners=False)[0]
-        # ITK convention: inside when the continuous index lies in [-0.5, n - 0.5] on every axis.
-        inside = ((src_idx >= -0.5) & (src_idx <= sizes - 0.5)).all(dim=-1)
+        # ITK convention: inside when the continuous index lies in [-0.5, n - 0.5) on every axis.
+        inside = ((src_idx >= -0.5) & (src_idx < sizes - 0.5)).all(dim=-1)
         out[:, start:stop] = torch.where(inside, sampled, torch.tensor(fill, dtype=sampled.dtype)).numpy()
     return out
 
