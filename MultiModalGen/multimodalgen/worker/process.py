@@ -139,6 +139,15 @@ class WorkerProcess:
     def is_alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def wait_exit(self, timeout: float = 1.0) -> int | None:
+        """Wait up to `timeout` s for the process to end (after its stdout closed); returns the exit code."""
+        if self._proc is None:
+            return None
+        try:
+            return self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def send(self, message: dict) -> None:
         """Write one protocol message to the worker's stdin. Raises BrokenPipeError if it has died."""
         if not self.is_alive():
@@ -359,7 +368,8 @@ class WorkerClient:
 
     def _died_message(self) -> str:
         proc = self.process
-        code = proc.returncode if proc is not None else None
+        code = proc.wait_exit(1.0) if proc is not None else None
+        time.sleep(0.05)  # let the stderr reader take the last lines
         tail = proc.stderr_text(5) if proc is not None else ""
         hint = ""
         if code is not None and code in (-9, 137):

@@ -12,7 +12,6 @@ request sets its cancel flag (engines see it at their next ``progress.update``/`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import queue

@@ -38,6 +38,20 @@ class LRUCache:
             self._items.popitem(last=False)
         return value
 
+    def get(self, key: str, default: Any = None) -> Any:
+        """The cached value (marked recently used) or `default`; does not count as a hit or miss."""
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        return default
+
+    def put(self, key: str, value: Any) -> None:
+        """Store or replace `key` (evicting the least recently used entry when full)."""
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
     def __contains__(self, key: str) -> bool:
         return key in self._items
 
