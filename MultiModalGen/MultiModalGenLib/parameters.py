@@ -21,8 +21,10 @@ REGISTRATION_PRESETS = ("fast", "default", "accurate")
 
 
 def defaultDataFolder() -> pathlib.Path:
-    """``~/.MultiModalGen`` (shared across Slicer versions; override with MULTIMODALGEN_HOME)."""
-    return pathlib.Path(os.environ.get("MULTIMODALGEN_HOME", pathlib.Path.home() / ".MultiModalGen"))
+    """The backend's user data folder (``~/.MultiModalGen`` or MULTIMODALGEN_HOME), shared with the command line."""
+    from multimodalgen.models.registry import user_data_dir
+
+    return user_data_dir()
 
 
 @dataclasses.dataclass

@@ -88,9 +88,11 @@ class LocalBackend:
     kind = "local"
 
     def __init__(self, python: str | None = None, device: str = "auto", threads: int = 0,
-                 cancelGraceS: float = 0.3, logCallback: Callable[[str], None] | None = None):
+                 cancelGraceS: float = 0.3, logCallback: Callable[[str], None] | None = None,
+                 dataFolder: str | None = None):
+        extra = {"MULTIMODALGEN_HOME": str(dataFolder)} if dataFolder else None
         self.client = WorkerClient(worker_command(python or defaultPythonExecutable(), device, threads),
-                                   env=workerEnvironment(device=device), cwd=tempfile.gettempdir(),
+                                   env=workerEnvironment(extra, device=device), cwd=tempfile.gettempdir(),
                                    cancel_grace_s=cancelGraceS, on_stderr=logCallback)
 
     def submit(self, task: str, params: dict, onEvent: EventCallback | None = None) -> Job:
@@ -362,4 +364,5 @@ def makeBackend(settings) -> LocalBackend | RemoteBackend:
     """The backend described by `settings` (a `parameters.Settings`): local worker or remote server."""
     if settings.backend == "remote":
         return RemoteBackend(settings.serverUrl, settings.serverToken, interactive=True)
-    return LocalBackend(python=settings.pythonExecutable or None, device=settings.device, threads=settings.threads)
+    return LocalBackend(python=settings.pythonExecutable or None, device=settings.device, threads=settings.threads,
+                        dataFolder=settings.dataFolder)

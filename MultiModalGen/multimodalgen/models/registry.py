@@ -1,8 +1,9 @@
 """Where models live and what `multimodalgen models list` shows.
 
 Shipped models: folders under `MultiModalGen/Resources/Models/` (next to this package inside the Slicer module
-folder, or `$MULTIMODALGEN_MODELS`), each with `config.json` and a `MODEL_CARD.md`. User adapters: folders under the
-user adapter folder (`$MULTIMODALGEN_ADAPTERS`, default `~/.multimodalgen/adapters`), each with `adapter_config.json`.
+folder, or `$MULTIMODALGEN_MODELS`), each with `config.json` and a `MODEL_CARD.md`. User data folder:
+`$MULTIMODALGEN_HOME` (default `~/.MultiModalGen`, shared by the command line, the worker and the Slicer panel);
+user adapters live in its `adapters/` subfolder (or `$MULTIMODALGEN_ADAPTERS`), each with `adapter_config.json`.
 """
 
 from __future__ import annotations
@@ -35,10 +36,16 @@ def shipped_models_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "Resources" / "Models"
 
 
+def user_data_dir() -> Path:
+    """The user's MultiModalGen folder: `$MULTIMODALGEN_HOME` or `~/.MultiModalGen`."""
+    env = os.environ.get("MULTIMODALGEN_HOME")
+    return Path(env) if env else Path.home() / ".MultiModalGen"
+
+
 def user_adapters_dir() -> Path:
-    """Folder of user adapters: `$MULTIMODALGEN_ADAPTERS` or `~/.multimodalgen/adapters`."""
+    """Folder of user adapters: `$MULTIMODALGEN_ADAPTERS` or `<user data folder>/adapters`."""
     env = os.environ.get("MULTIMODALGEN_ADAPTERS")
-    return Path(env) if env else Path.home() / ".multimodalgen" / "adapters"
+    return Path(env) if env else user_data_dir() / "adapters"
 
 
 def _folder_size(folder: Path) -> int:
