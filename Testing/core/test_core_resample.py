@@ -13,7 +13,7 @@ from multimodalgen.resample import (bounding_box, crop_to_box, isotropic_grid, r
                                     resample_like, resample_to_grid)
 from multimodalgen.volume import Volume, grid_world_coordinates
 
-from conftest import oblique_affine
+from volume_factories import oblique_affine
 
 
 def sitk_resample(volume: Volume, reference: Volume, interpolator) -> np.ndarray:
