@@ -137,3 +137,13 @@ def test_existing_file_survives_failed_overwrite(tmp_path, volume, monkeypatch):
     with pytest.raises(OSError):
         write_volume(volume, target)
     assert target.read_bytes() == before
+
+
+def test_outputs_get_normal_permissions(tmp_path, volume):
+    """Atomic writes go through mkstemp (0600); the final file must follow the umask like any other output."""
+    import os
+
+    path = write_volume(volume, tmp_path / "perm.nii.gz")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)

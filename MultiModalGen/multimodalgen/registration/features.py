@@ -1,0 +1,59 @@
+"""Modality-independent features for registration: MIND-SSC, optionally with the foundation encoder's features.
+
+Features are ``[MIND-SSC || w * encoder features]`` (w ~ 0.1, as in anatomix's ConvexAdam experiments) when the
+shipped encoder is available, and MIND-SSC alone otherwise (always available, no weights needed). Both images
+of a pair always get the same kind of features. Tensors are `(1, C, I, J, K)` on the working grid.
+"""
+
+from __future__ import annotations
+
+ENCODER_WEIGHT = 0.1
+FEATURE_KINDS = ("mind", "mind+encoder", "auto")
+
+
+def load_encoder_if_shipped(device):
+    """The shipped foundation encoder, or None when no weights are shipped or the encoder module is absent."""
+    try:
+        from multimodalgen.encoder.inference import load_encoder  # written by the encoder work
+    except ImportError:
+        return None
+    try:
+        return load_encoder(device=device)
+    except Exception:  # no shipped weights (or an incompatible build): MIND alone is the documented fallback
+        return None
+
+
+def encoder_features(encoder, image, spacing_mm: float):
+    """Encoder features of a `(1, 1, I, J, K)` image in [0, 1] -> `(1, C, I, J, K)` (unit RMS per channel)."""
+    import torch
+
+    from multimodalgen.encoder.inference import extract_features
+
+    feats = extract_features(encoder, image)
+    feats = torch.as_tensor(feats, dtype=image.dtype, device=image.device)
+    if feats.ndim == 4:
+        feats = feats[None]
+    rms = feats.pow(2).mean(dim=(2, 3, 4), keepdim=True).clamp_min(1e-12).sqrt()
+    return feats / rms
+
+
+def compute_features(image, *, kind: str = "mind", encoder=None, spacing_mm: float = 2.0):
+    """Features of a `(1, 1, I, J, K)` float image on an isotropic working grid.
+
+    Args:
+        kind: "mind" (MIND-SSC, 12 channels) or "mind+encoder" (needs `encoder`).
+        spacing_mm: working spacing; MIND's neighbourhood is 2 voxels (= 4 mm at 2 mm).
+
+    Returns:
+        `(1, C, I, J, K)` tensor on the image's device.
+    """
+    import torch
+
+    from multimodalgen.features.mind import mind_ssc_torch
+
+    with torch.no_grad():
+        mind = mind_ssc_torch(image, radius=1, dilation=2)
+        if kind == "mind" or encoder is None:
+            return mind
+        extra = encoder_features(encoder, image, spacing_mm)
+        return torch.cat([mind, ENCODER_WEIGHT * extra], dim=1)

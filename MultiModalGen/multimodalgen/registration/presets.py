@@ -1,0 +1,54 @@
+"""Presets `fast` and `accurate`: typed stage configurations chosen once and reported."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from multimodalgen.errors import UserInputError
+from multimodalgen.registration.contract import PRESETS
+from multimodalgen.registration.convexadam import ConvexAdamConfig
+from multimodalgen.registration.linear import LinearConfig
+
+
+@dataclasses.dataclass
+class RegistrationConfig:
+    """Everything a run uses besides its inputs."""
+
+    spacing_mm: float = 2.0
+    linear: LinearConfig = dataclasses.field(default_factory=LinearConfig)
+    linear_rounds: int = 1  # 4 mm refinement rounds on features of the resampled moving image
+    linear_refine: LinearConfig = dataclasses.field(
+        default_factory=lambda: LinearConfig(levels=((1, 0, 40),), lr_translation_mm=0.5, lr_rotation_rad=0.01,
+                                             lr_matrix=0.005))
+    linear_fine: LinearConfig = dataclasses.field(  # working-resolution rounds (one when deformable follows)
+        default_factory=lambda: LinearConfig(levels=((1, 0, 30),), lr_translation_mm=0.5, lr_rotation_rad=0.01,
+                                             lr_matrix=0.005))
+    linear_fine_rounds: int = 2
+    deformable: ConvexAdamConfig = dataclasses.field(default_factory=ConvexAdamConfig)
+    features: str = "auto"  # "mind", "mind+encoder" or "auto" (encoder when shipped)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def preset_config(preset: str, *, diffeomorphic: bool | None = None,
+                  inverse_consistent: bool | None = None) -> RegistrationConfig:
+    """The configuration of a preset, with optional overrides of the deformable options."""
+    if preset not in PRESETS:
+        raise UserInputError("unknown preset", expected=" | ".join(PRESETS), got=repr(preset))
+    if preset == "fast":
+        cfg = RegistrationConfig(
+            linear=LinearConfig(levels=((1, 30, 30),)),
+            deformable=ConvexAdamConfig(cell=2, search=2, step=2, adam_factor=2, adam_iterations=30))
+        cfg.linear_refine.levels = ((1, 0, 30),)
+        cfg.linear_fine.levels = ((1, 0, 20),)
+    else:
+        cfg = RegistrationConfig(
+            linear=LinearConfig(levels=((1, 60, 60),)), linear_rounds=2, linear_fine_rounds=3,
+            deformable=ConvexAdamConfig(cell=2, search=4, step=1, adam_factor=2, adam_iterations=60,
+                                        inverse_consistent=True))
+    if diffeomorphic is not None:
+        cfg.deformable.diffeomorphic = bool(diffeomorphic)
+    if inverse_consistent is not None:
+        cfg.deformable.inverse_consistent = bool(inverse_consistent)
+    return cfg

@@ -1,0 +1,75 @@
+"""Torch sampling helpers shared by the registration stages.
+
+Conventions: volumes are torch tensors `(1, C, I, J, K)`; "index" coordinates are voxel indices `(i, j, k)`;
+a 4x4 matrix maps homogeneous points of one space to another. `grid_sample` wants normalised `(x, y, z)` =
+`(k, j, i)` coordinates; we use ``align_corners=True`` so index 0 -> -1 and index n-1 -> +1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def index_grid(shape, device=None, dtype=None):
+    """Voxel indices of a grid: tensor `(I, J, K, 3)` holding `(i, j, k)`."""
+    import torch
+
+    axes = [torch.arange(int(n), device=device, dtype=dtype or torch.float32) for n in shape]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+
+
+def apply_matrix(matrix, points):
+    """Apply a 4x4 (numpy or torch) matrix to points `(..., 3)` (torch); returns `(..., 3)`."""
+    import torch
+
+    m = torch.as_tensor(np.asarray(matrix) if not isinstance(matrix, torch.Tensor) else matrix,
+                        dtype=points.dtype, device=points.device)
+    return points @ m[:3, :3].T + m[:3, 3]
+
+
+def normalise_index(index, shape):
+    """Voxel indices `(..., 3)` of a grid of `shape` -> grid_sample coordinates `(..., 3)` (x=k, y=j, z=i)."""
+    import torch
+
+    size = torch.as_tensor([float(max(n - 1, 1)) for n in shape], dtype=index.dtype, device=index.device)
+    return (2.0 * index / size - 1.0).flip(-1)
+
+
+def sample(volume, index, mode: str = "bilinear", padding: str = "border"):
+    """Sample a `(1, C, I, J, K)` tensor at fractional voxel indices `(..., 3)`.
+
+    Returns `(1, C, *index.shape[:-1])` for a `(P, Q, R, 3)` index, or `(C, N)` for an `(N, 3)` index.
+    """
+    import torch.nn.functional as F
+
+    shape = volume.shape[2:]
+    grid = normalise_index(index, shape)
+    if index.ndim == 2:
+        out = F.grid_sample(volume, grid.view(1, 1, 1, -1, 3), mode=mode, padding_mode=padding, align_corners=True)
+        return out.view(volume.shape[1], -1)
+    return F.grid_sample(volume, grid[None], mode=mode, padding_mode=padding, align_corners=True)
+
+
+def inside_fraction(index, shape) -> float:
+    """Fraction of the `(..., 3)` indices that fall inside a grid of `shape` (used to detect missing overlap)."""
+    import torch
+
+    size = torch.as_tensor([float(n - 1) for n in shape], dtype=index.dtype, device=index.device)
+    inside = ((index >= -0.5) & (index <= size + 0.5)).all(dim=-1)
+    return float(inside.float().mean())
+
+
+def smooth_field(field, passes: int = 3, kernel: int = 3):
+    """Box-filter a `(1, 3, I, J, K)` field `passes` times (replicate padding): a cheap Gaussian-like smoother."""
+    from multimodalgen.features.mind import box_filter
+
+    for _ in range(passes):
+        field = box_filter(field, kernel)
+    return field
+
+
+def upsample_field(field, shape):
+    """Trilinear resize of a `(1, 3, i, j, k)` field to `shape` (values unchanged: caller rescales units)."""
+    import torch.nn.functional as F
+
+    return F.interpolate(field, size=tuple(int(s) for s in shape), mode="trilinear", align_corners=True)
