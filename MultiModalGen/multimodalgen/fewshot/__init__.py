@@ -1,0 +1,42 @@
+"""Few-shot segmentation: paint a structure on a few slices (or give labelled support volumes), get it in 3D.
+
+Public API (imported lazily so that `import multimodalgen.fewshot` stays light):
+
+* `segment_arrays(channels, annotation, affine, ...)` -> `(I, J, K)` labels (array level, see `engine.py`);
+* `segment_from_slices(images, annotations, *, axis=None, labels=None, device="cpu", progress=None, seed=0)`
+  -> label Volume on the image grid (see `api.py`);
+* `segment_from_support(support_images, support_labels, query_images, ...)` -> label Volume on the query grid
+  (see `support.py`);
+* `FewShotSession`: interactive loop with warm features and head (see `session.py`);
+* `segment_files`, `support_files`, `apply_task_files`: file-level drivers; `save_task` / `load_task` /
+  `apply_task`: task files (see `task.py`).
+
+Modules: annotations (slice detection, validation), features (voxel features + cache), prior (shape prior), head
+(light MLP), engine (array level), postprocess, session, support, task, api (Volume/file level), cli.
+"""
+
+from __future__ import annotations
+
+_EXPORTS = {
+    "segment_from_slices": "multimodalgen.fewshot.api",
+    "segment_arrays": "multimodalgen.fewshot.engine",
+    "segment_files": "multimodalgen.fewshot.api",
+    "apply_task_files": "multimodalgen.fewshot.api",
+    "segment_from_support": "multimodalgen.fewshot.support",
+    "support_files": "multimodalgen.fewshot.support",
+    "FewShotSession": "multimodalgen.fewshot.session",
+    "FewShotConfig": "multimodalgen.fewshot.engine",
+    "save_task": "multimodalgen.fewshot.task",
+    "load_task": "multimodalgen.fewshot.task",
+    "apply_task": "multimodalgen.fewshot.task",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'multimodalgen.fewshot' has no attribute {name!r}")
