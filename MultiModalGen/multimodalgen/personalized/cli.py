@@ -1,0 +1,103 @@
+"""Verbs `finetune --cases CASES.csv --out ADAPTER` and `segment --image T1=PATH ... --adapter A --out LABELS`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from multimodalgen.cli.output import print_result
+from multimodalgen.errors import UserInputError
+
+
+def add_parser(subparsers) -> None:
+    ft = subparsers.add_parser("finetune", help="fine-tune a small adapter of the personalized model on your "
+                               "labelled cases (CASES.csv: modality columns + label)")
+    ft.add_argument("--cases", required=True, help="CSV with a header naming modalities (T1,T2,PD,...) and 'label'")
+    ft.add_argument("--out", required=True, help="adapter folder to write (or a name: then it goes into the user "
+                    "adapter folder)")
+    ft.add_argument("--base-model", default=None, help="personalized model folder or name (default "
+                    "personalized-v1)")
+    ft.add_argument("--labels", default=None, help="comma-separated label names, value 0 first (default: the base "
+                    "model's label set)")
+    ft.add_argument("--method", choices=("mor", "lora", "full"), default="mor")
+    ft.add_argument("--steps", type=int, default=150)
+    ft.add_argument("--crop", type=int, default=48, help="training crop size in voxels (multiple of 16)")
+    ft.add_argument("--lr", type=float, default=3e-3)
+    ft.add_argument("--calib-steps", type=int, default=0, help="TD-Calib label-free steps before tuning")
+    ft.add_argument("--val-fraction", type=float, default=0.2)
+    ft.add_argument("--patience", type=int, default=4, help="validations without improvement before stopping")
+    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--resample", action="store_true", help="resample images on other grids onto the first "
+                    "modality's grid (only when already aligned in world space)")
+    ft.set_defaults(handler=run_finetune)
+
+    seg = subparsers.add_parser("segment", help="personalized segmentation from any subset of a patient's "
+                                "modalities")
+    seg.add_argument("--image", action="append", required=True, metavar="NAME=PATH",
+                     help="one per modality, e.g. --image T1=t1.nii.gz --image T2=t2.nii.gz")
+    seg.add_argument("--adapter", default=None, help="adapter folder or name (default: the base model alone)")
+    seg.add_argument("--base-model", default=None, help="personalized model folder or name")
+    seg.add_argument("--out", required=True, help="label map to write (.nii.gz, .nrrd, .seg.nrrd)")
+    seg.add_argument("--probabilities", default=None, help="also write class probabilities (C channels)")
+    seg.add_argument("--ttp-steps", type=int, default=0, help="test-time personalization steps (0 = off)")
+    seg.add_argument("--resample", action="store_true", help="resample images on other grids onto the reference "
+                     "grid (only when already aligned in world space)")
+    seg.set_defaults(handler=run_segment)
+
+
+def parse_images(items: list[str]) -> dict[str, Path]:
+    """`["T1=a.nii.gz", ...]` -> {"T1": Path}; UserInputError on malformed, duplicate or missing entries."""
+    out: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise UserInputError("malformed --image", expected="NAME=PATH, e.g. T1=t1.nii.gz", got=item)
+        name = name.strip()
+        if name in out:
+            raise UserInputError(f"modality {name} given twice", fix="pass each modality once")
+        if not Path(path).exists():
+            raise UserInputError(f"image for {name} not found", got=path, fix="check the path")
+        out[name] = Path(path)
+    return out
+
+
+def _adapter_out(value: str) -> Path:
+    path = Path(value)
+    if path.parent == Path(".") and not value.startswith("."):
+        from multimodalgen.models.registry import user_adapters_dir
+
+        return user_adapters_dir() / value
+    return path
+
+
+def run_finetune(args, ctx) -> int:
+    from multimodalgen.personalized.finetune import FinetuneConfig, finetune
+
+    cfg = FinetuneConfig(method=args.method, steps=args.steps, crop=args.crop, lr=args.lr,
+                         calib_steps=args.calib_steps, val_fraction=args.val_fraction, patience=args.patience,
+                         seed=args.seed)
+    labels = tuple(s.strip() for s in args.labels.split(",")) if args.labels else None
+    out = finetune(args.cases, _adapter_out(args.out), cfg, base_model=args.base_model, labels=labels,
+                   device=ctx.device, progress=ctx.progress, resample=args.resample)
+    size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+    print_result(args, {"adapter": str(out), "size_bytes": size}, f"adapter written to {out} ({size / 1e3:.1f} kB)")
+    return 0
+
+
+def run_segment(args, ctx) -> int:
+    from multimodalgen.io import read_volume, write_label, write_volume
+    from multimodalgen.personalized.inference import segment_volumes
+
+    paths = parse_images(args.image)
+    images = {name: read_volume(path, name) for name, path in paths.items()}
+    result = segment_volumes(images, args.adapter, ctx.device, ctx.progress, base_model=args.base_model,
+                             resample=args.resample, ttp_steps=args.ttp_steps,
+                             return_probabilities=bool(args.probabilities))
+    labels, probs = result if args.probabilities else (result, None)
+    write_label(labels, args.out)
+    if probs is not None:
+        write_volume(probs, args.probabilities)
+    meta = labels.metadata
+    print_result(args, {"out": args.out, "probabilities": args.probabilities, "modalities": meta["modalities"],
+                        "seconds": meta["seconds"], "ttp_seconds": meta["ttp_seconds"]},
+                 f"labels written to {args.out} from {', '.join(meta['modalities'])} in {meta['seconds']} s")
+    return 0

@@ -1,0 +1,75 @@
+"""`PersonalizedConfig`: architecture of a personalized model (saved as config.json next to its weights)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from multimodalgen.encoder.network import UNetConfig
+
+#: Architecture of the foundation encoder (MultiModalGen/Resources/Models/encoder-v1), reused as f_theta.
+FOUNDATION_ENCODER = UNetConfig(in_channels=1, out_channels=16, widths=(8, 16, 32, 64, 128), padding_mode="zeros")
+
+
+@dataclasses.dataclass(frozen=True)
+class PersonalizedConfig:
+    """Architecture of `PersonalizedNet`.
+
+    Attributes:
+        modalities: modality names the model knows, in a fixed order (the order of the `(B, M, ...)` input axis and
+            of the Early-Intervention reference priority).
+        labels: class names; index = label value (0 = background).
+        encoder: the shared per-modality encoder (the foundation encoder's architecture).
+        prior: learnable population prior B added to the masked mean (X_h = mean_m z_m + B).
+        prior_grid: B is a `(16, g, g, g)` template, trilinearly resized to the volume's grid.
+        early_intervention: the first present modality's pooled bottleneck token conditions the other
+            modalities' encoders right after the stem (FiLM scale and shift).
+        decoder_width, head_width: hidden channels of the modality decoders g_m and the segmentation head.
+    """
+
+    modalities: tuple[str, ...] = ("T1", "T2", "PD")
+    labels: tuple[str, ...] = ("background", "CSF", "GM", "WM")
+    encoder: UNetConfig = FOUNDATION_ENCODER
+    prior: bool = True
+    prior_grid: int = 4
+    early_intervention: bool = False
+    decoder_width: int = 16
+    head_width: int = 16
+
+    def __post_init__(self) -> None:
+        if not self.modalities or len(set(self.modalities)) != len(self.modalities):
+            raise ValueError(f"modalities must be distinct and non-empty, got {self.modalities!r}")
+        if len(self.labels) < 2:
+            raise ValueError(f"need >= 2 labels (background + classes), got {self.labels!r}")
+        if self.encoder.in_channels != 1:
+            raise ValueError("the shared encoder takes one modality at a time (in_channels = 1)")
+        if self.prior_grid < 1 or self.decoder_width < 1 or self.head_width < 1:
+            raise ValueError("prior_grid, decoder_width and head_width must be >= 1")
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def label_map(self) -> dict[int, str]:
+        return dict(enumerate(self.labels))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["modalities"], d["labels"] = list(self.modalities), list(self.labels)
+        d["encoder"] = self.encoder.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PersonalizedConfig":
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown PersonalizedConfig keys {sorted(unknown)}")
+        if "encoder" in data:
+            data["encoder"] = UNetConfig.from_dict(data["encoder"])
+        for key in ("modalities", "labels"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)

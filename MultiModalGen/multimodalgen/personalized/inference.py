@@ -1,0 +1,104 @@
+"""`segment_volumes`: any subset of one patient's modalities -> label map (and optionally probabilities).
+
+Whole-volume inference (the model is fully convolutional); the input is zero-padded to the encoder's divisor and
+the output cropped back. Output labels are on the reference grid (the first given modality in model order).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from multimodalgen.adapters.inject import inject_adapters, load_adapter_state
+from multimodalgen.adapters.io import load_adapter, resolve_adapter_path
+from multimodalgen.errors import UserInputError
+from multimodalgen.personalized.model import PersonalizedNet, _head
+from multimodalgen.personalized.prepare import check_modalities, pad_to_multiple, stack_images
+from multimodalgen.progress import Progress
+from multimodalgen.volume import Volume
+
+
+def load_with_adapter(adapter: str | Path | None, base_model: str | Path | None = None,
+                      device: torch.device | str = "cpu") -> tuple[PersonalizedNet, dict]:
+    """The base personalized model with `adapter` applied (None = the base model alone); returns (model, info)."""
+    import dataclasses
+
+    from multimodalgen.personalized.weights import load_model
+
+    if adapter is None:
+        model, ref = load_model(base_model, device)
+        return model, {"base_model": ref.describe(), "adapter": None}
+    folder = resolve_adapter_path(adapter)
+    from multimodalgen.adapters.io import read_adapter_meta
+
+    meta = read_adapter_meta(folder)
+    model, ref = load_model(base_model or meta.base_model.name, device)
+    meta, state = load_adapter(folder, base=ref)
+    labels = tuple(meta.labels[k] for k in sorted(meta.labels))
+    if labels != model.config.labels:
+        model.config = dataclasses.replace(model.config, labels=labels)
+        model.seg_head = _head(model.config.encoder.out_channels, model.config.head_width, len(labels))
+    is_full = meta.adapter.target_modules == ("*",) and not any("lora_a" in k for k in state)
+    if is_full:
+        model.load_state_dict(state)
+    else:
+        inject_adapters(model, meta.adapter)
+        try:
+            load_adapter_state(model, state)
+        except ValueError as exc:
+            raise UserInputError(f"adapter {meta.name!r} does not fit base model {ref.describe()} ({exc})",
+                                 fix="use an adapter fine-tuned on this base model") from None
+    return model.to(device).eval(), {"base_model": ref.describe(), "adapter": meta.name}
+
+
+def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None,
+                    device: torch.device | str = "cpu", progress: Progress | None = None, *,
+                    model: PersonalizedNet | None = None, base_model: str | Path | None = None,
+                    resample: bool = False, ttp_steps: int = 0,
+                    return_probabilities: bool = False) -> Volume | tuple[Volume, Volume]:
+    """Segment one patient from any subset of modalities.
+
+    Args:
+        images: modality name -> Volume (names must be known to the model, e.g. T1, T2, PD).
+        adapter: adapter folder or name in the user adapter folder; None = the base model.
+        model: an already loaded model (then `adapter`/`base_model` are ignored).
+        resample: resample images on other grids onto the reference grid (linear) instead of refusing.
+        ttp_steps: test-time personalization steps (0 = off; see `personalized.ttp`).
+        return_probabilities: also return a `(C, I, J, K)` float32 probability Volume.
+    Returns:
+        uint8 label Volume `(I, J, K)` on the reference grid (metadata: label names, seconds, ttp seconds),
+        plus the probability Volume when asked.
+    """
+    progress = progress or Progress.null()
+    device = torch.device(device)
+    t0 = time.perf_counter()
+    info = {}
+    if model is None:
+        progress.update("load", 0.0, "loading model")
+        model, info = load_with_adapter(adapter, base_model, device)
+    check_modalities(images.keys(), model.config.modalities)
+    array, present, reference = stack_images(images, model.config.modalities, resample=resample)
+    x, size = pad_to_multiple(torch.from_numpy(array)[None], model.config.encoder.divisor)
+    x = x.to(device)
+    mask = torch.from_numpy(present)[None].to(device)
+    ttp_seconds = 0.0
+    if ttp_steps > 0:
+        from multimodalgen.personalized.ttp import personalize
+
+        progress.update("personalize", 0.2, f"{ttp_steps} test-time steps")
+        model, ttp_seconds = personalize(model, x, mask, steps=ttp_steps)
+    progress.update("segment", 0.6, "running the model")
+    with torch.no_grad():
+        probs = model(x, mask, reconstruct=False)["logits"].softmax(dim=1)[0, :, : size[0], : size[1], : size[2]]
+    labels = probs.argmax(0).cpu().numpy().astype(np.uint8)
+    meta = {"labels": dict(enumerate(model.config.labels)), "modalities": [m for m, p in
+            zip(model.config.modalities, present) if p], "seconds": round(time.perf_counter() - t0, 2),
+            "ttp_seconds": round(ttp_seconds, 2), **info}
+    out = Volume(labels, reference.affine.copy(), "LABEL", meta)
+    progress.update("segment", 1.0, "done")
+    if return_probabilities:
+        return out, Volume(probs.cpu().numpy().astype(np.float32), reference.affine.copy(), "FEATURES", meta)
+    return out

@@ -1,0 +1,69 @@
+"""Turn user volumes into model input: modality names checked, one grid (explicit resampling only), intensities
+normalised to [0, 1], padding to the encoder's divisor.
+
+Array layout: `(M, I, J, K)` float32 in the model's modality order, voxel axes of the reference volume (the first
+given modality in model order); absent modalities are zeros and marked False in `present` `(M,)`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from multimodalgen.errors import UserInputError
+from multimodalgen.intensity import normalize
+from multimodalgen.volume import Volume, same_grid
+
+
+def check_modalities(names, known: tuple[str, ...]) -> None:
+    """UserInputError for names the model does not know, or no modality at all."""
+    names = list(names)
+    if not names:
+        raise UserInputError("no image given", expected=f"at least one of {', '.join(known)}",
+                             fix="pass --image NAME=PATH")
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise UserInputError(f"unknown modality {', '.join(bad)}", expected=f"one of {', '.join(known)}",
+                             got=", ".join(names), fix="name each image with a modality the model knows, e.g. "
+                             f"--image {known[0]}=PATH")
+
+
+def stack_images(images: dict[str, Volume], modalities: tuple[str, ...], resample: bool = False,
+                 what: str = "image") -> tuple[np.ndarray, np.ndarray, Volume]:
+    """`(array (M, I, J, K) float32 in [0, 1], present (M,) bool, reference Volume)`.
+
+    Images on another grid than the reference are resampled linearly only with `resample=True`; otherwise
+    UserInputError explains (register them first, or pass --resample).
+    """
+    check_modalities(images.keys(), modalities)
+    order = [m for m in modalities if m in images]
+    reference = images[order[0]]
+    out = np.zeros((len(modalities),) + reference.shape3d, np.float32)
+    present = np.zeros(len(modalities), bool)
+    for name in order:
+        vol = images[name]
+        if vol.array.ndim != 3:
+            raise UserInputError(f"{what} {name} has {vol.n_channels} channels", expected="a scalar 3D image",
+                                 got=f"shape {vol.array.shape}", fix="give one channel per modality")
+        if not same_grid(vol, reference):
+            if not resample:
+                raise UserInputError(f"{what} {name} is not on the grid of {order[0]}",
+                                     expected=f"shape {reference.shape3d}, spacing "
+                                              f"{np.round(reference.spacing, 3).tolist()} mm",
+                                     got=f"shape {vol.shape3d}, spacing {np.round(vol.spacing, 3).tolist()} mm",
+                                     fix="register the images first (`multimodalgen register`), or pass "
+                                         "--resample if they are already aligned in world space")
+            from multimodalgen.resample import resample_like
+
+            vol = resample_like(vol, reference, order="linear")
+        out[modalities.index(name)] = normalize(vol.array, name)
+        present[modalities.index(name)] = True
+    return out, present, reference
+
+
+def pad_to_multiple(x: torch.Tensor, divisor: int) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """Zero-pad the last three axes up to multiples of `divisor` (at the end); returns the original size."""
+    size = tuple(int(s) for s in x.shape[-3:])
+    pads = [(-s) % divisor for s in size]
+    return F.pad(x, (0, pads[2], 0, pads[1], 0, pads[0])), size
