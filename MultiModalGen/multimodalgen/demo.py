@@ -3,8 +3,9 @@
 Steps (each engine adds its own as it lands; a missing engine is reported plainly, never faked):
 1. I/O and geometry: read every sample, print its geometry, resample to 1 mm, write overlays.
 2. Encoder features (needs shipped encoder weights).
-3. Registration: T2-like moving head onto the T1 head (MIND / encoder features).
+3. Registration: T2-like moving head onto the T1 head; the transform is checked against the known motion.
 4. Few-shot segmentation: 3 painted slices of the brain1 tumour -> 3D, Dice on the unpainted slices.
+5. Personalized segmentation: tissues from T1 + the registered T2-like head (shipped base model).
 A `summary.json` lists each step's status, outputs, timings and metrics.
 """
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from multimodalgen.cli.output import print_result
 from multimodalgen.io import read_label, read_volume, write_json, write_volume
+from multimodalgen.volume import Volume
 
 
 def sample_data_dir() -> Path:
@@ -63,7 +65,8 @@ def step_io(samples: Path, out: Path, ctx) -> dict:
 def step_features(samples: Path, out: Path, ctx) -> dict | str:
     if not _available("multimodalgen.encoder.inference"):
         return "the foundation encoder is not in this build yet"
-    from multimodalgen.encoder.inference import features_for_volume, load_encoder
+    from multimodalgen.encoder.inference import features_for_volume
+    from multimodalgen.encoder.weights import load_encoder
     from multimodalgen.models.registry import list_models
     from multimodalgen.visualize import save_overlay_png
 
@@ -79,18 +82,53 @@ def step_features(samples: Path, out: Path, ctx) -> dict | str:
             "metrics": {"channels": features.n_channels}}
 
 
+#: The sample pair's known fixed->moving motion (RAS mm); see SampleData/build_sample_data.py `known_motion`.
+SAMPLE_MOTION_ANGLE_DEG = 4.0
+SAMPLE_MOTION_TRANSLATION_MM = (5.0, -3.0, 4.0)
+
+
+def sample_known_motion() -> np.ndarray:
+    """4x4 RAS matrix: where the fixed sample's anatomy point x sits in the moving sample (rotation about R-L)."""
+    angle = np.deg2rad(SAMPLE_MOTION_ANGLE_DEG)
+    motion = np.eye(4)
+    motion[1:3, 1:3] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    motion[:3, 3] = SAMPLE_MOTION_TRANSLATION_MM
+    return motion
+
+
+def transform_error_mm(transform_path: Path, fixed: Volume, truth_ras: np.ndarray, n_points: int = 500) -> dict:
+    """Mean / max distance (mm) between the ITK transform (LPS, fixed->moving) and the true RAS motion at head
+    voxels of the fixed image (independent check through SimpleITK's reader)."""
+    import SimpleITK as sitk
+
+    transform = sitk.ReadTransform(str(transform_path))
+    idx = np.argwhere(fixed.array > np.percentile(fixed.array, 60))
+    idx = idx[np.random.default_rng(0).choice(len(idx), size=min(n_points, len(idx)), replace=False)]
+    ras = (fixed.affine[:3, :3] @ idx.T).T + fixed.affine[:3, 3]
+    flip = np.array([-1.0, -1.0, 1.0])
+    found = np.array([transform.TransformPoint(tuple(float(v) for v in p * flip)) for p in ras]) * flip
+    expected = ras @ truth_ras[:3, :3].T + truth_ras[:3, 3]
+    error = np.linalg.norm(found - expected, axis=1)
+    return {"transform_error_mean_mm": round(float(error.mean()), 3),
+            "transform_error_max_mm": round(float(error.max()), 3),
+            "identity_error_mean_mm": round(float(np.linalg.norm(ras - expected, axis=1).mean()), 3)}
+
+
 def step_registration(samples: Path, out: Path, ctx) -> dict | str:
     if not _available("multimodalgen.registration"):
         return "the registration engine is not in this build yet"
     from multimodalgen.registration import register_files
 
-    result = register_files(fixed=samples / "colin27_T1_2mm.nii.gz", moving=samples / "colin27_T2like_moved_2mm.nii.gz",
+    fixed_path = samples / "colin27_T1_2mm.nii.gz"
+    report = register_files(fixed=fixed_path, moving=samples / "colin27_T2like_moved_2mm.nii.gz",
                             out_dir=out / "registration", mode="deformable", preset="fast",
                             device=ctx.device, progress=ctx.progress)
-    report = result if isinstance(result, dict) else getattr(result, "report", {})
+    report = report if isinstance(report, dict) else getattr(report, "report", {})
+    metrics = transform_error_mm(out / "registration" / "transform.h5", read_volume(fixed_path, "T1"),
+                                 sample_known_motion())
+    metrics.update({k: report.get(k) for k in ("similarity_before", "similarity_after") if k in report})
     return {"outputs": sorted(str(p.relative_to(out)) for p in (out / "registration").iterdir()),
-            "metrics": {k: report.get(k) for k in ("similarity_before", "similarity_after", "seconds")
-                        if isinstance(report, dict) and k in report}}
+            "metrics": metrics}
 
 
 def step_fewshot(samples: Path, out: Path, ctx) -> dict | str:
@@ -127,11 +165,36 @@ def step_fewshot(samples: Path, out: Path, ctx) -> dict | str:
             "metrics": {"painted_slices": chosen, "dice_unpainted_slices": round(dice, 4)}}
 
 
+def step_personalized(samples: Path, out: Path, ctx) -> dict | str:
+    """Segment CSF/GM/WM from the T1 plus the registered T2-like head (any subset works), with the base model."""
+    if not _available("multimodalgen.personalized"):
+        return "the personalized segmentation engine is not in this build yet"
+    warped = out / "registration" / "warped.nii.gz"
+    if not warped.is_file():
+        return "needs the registration step's warped.nii.gz (registration did not run)"
+    from multimodalgen.models.registry import list_models
+    from multimodalgen.personalized import segment_volumes
+    from multimodalgen.visualize import save_overlay_png
+
+    if not any(e.kind == "personalized" for e in list_models()):
+        return "no shipped personalized model found under Resources/Models"
+    t1 = read_volume(samples / "colin27_T1_2mm.nii.gz", "T1")
+    t2 = read_volume(warped, "T2")
+    labels = segment_volumes({"T1": t1, "T2": t2}, None, device=ctx.device, progress=ctx.progress)
+    write_volume(labels, out / "personalized" / "tissues_T1_T2.nii.gz")
+    save_overlay_png(out / "personalized" / "tissues_T1_T2.png", t1, labels,
+                     "personalized segmentation from T1 + registered T2 (base model, see its model card)")
+    counts = {int(v): int(n) for v, n in zip(*np.unique(labels.array, return_counts=True))}
+    return {"outputs": ["personalized/tissues_T1_T2.nii.gz", "personalized/tissues_T1_T2.png"],
+            "metrics": {"voxels_per_label": counts}}
+
+
 STEPS: list[tuple[str, Callable]] = [
     ("io", step_io),
     ("features", step_features),
     ("registration", step_registration),
     ("fewshot", step_fewshot),
+    ("personalized", step_personalized),
 ]
 
 

@@ -20,6 +20,14 @@ def _ras_array(volume: Volume) -> np.ndarray:
     return reorient(volume, "RAS").array
 
 
+def _aspects(volume: Volume) -> list[float]:
+    """Display aspect (height/width of a pixel) of the axial, coronal and sagittal slices, from the voxel size."""
+    from multimodalgen.resample import reorient
+
+    sx, sy, sz = reorient(volume, "RAS").spacing
+    return [sy / sx, sz / sx, sz / sy]
+
+
 def _mid_slices(array: np.ndarray, centre: tuple[int, int, int] | None = None) -> list[np.ndarray]:
     """Axial, coronal, sagittal slices of an `(I,J,K)` RAS array, transposed for display (up = S or A)."""
     c = centre or tuple(s // 2 for s in array.shape)
@@ -57,10 +65,11 @@ def save_overlay_png(path: str | Path, image: Volume, labels: Volume | None = No
     slices = _mid_slices(img, centre)
     other = _mid_slices(_ras_array(second_image).astype(np.float32), centre) if second_image is not None else None
     lab_slices = _mid_slices(lab, centre) if lab is not None else None
+    aspects = _aspects(image)
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.2))
     for n, ax in enumerate(axes):
         shown = checkerboard(slices[n], other[n]) if other is not None else slices[n]
-        ax.imshow(shown, cmap="gray", origin="lower", interpolation="nearest")
+        ax.imshow(shown, cmap="gray", origin="lower", interpolation="nearest", aspect=aspects[n])
         if lab_slices is not None and lab_slices[n].any():
             for value in np.unique(lab_slices[n])[1:]:
                 ax.contour(lab_slices[n] == value, levels=[0.5], colors=[plt.cm.tab10(int(value) % 10)],

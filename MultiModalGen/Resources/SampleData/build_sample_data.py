@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from multimodalgen.io import read_label, read_volume, write_label, write_volume
-from multimodalgen.resample import bounding_box, crop_to_box, resample_isotropic, resample_to_grid
+from multimodalgen.resample import bounding_box, crop_to_box, resample_isotropic
 from multimodalgen.volume import Volume
 
 HERE = Path(__file__).resolve().parent
-SEED = 20261125
 
 
 def t2_like(t1: np.ndarray) -> np.ndarray:
@@ -34,14 +33,19 @@ def t2_like(t1: np.ndarray) -> np.ndarray:
     return (0.9 * csf + 0.55 * gm + 0.3 * wm + 0.6 * fat) * (x > 0.08)
 
 
-def moved_grid(t1: Volume, rng: np.random.Generator) -> np.ndarray:
-    """A known rigid motion (4 deg, 5 mm) of the T1 grid: the moving image lives on this affine."""
+def known_motion() -> np.ndarray:
+    """The known rigid motion (RAS mm, 4 deg about R-L through the origin, then 5/-3/4 mm) of the moving head.
+
+    The moving file keeps the T2-like voxels of the T1 grid under the affine `known_motion() @ t1.affine`, so the
+    anatomy at RAS point x of the fixed image sits at `known_motion() @ x` in the moving image: the true
+    fixed->moving transform is this matrix (the demo checks the registration against it).
+    """
     angle = np.deg2rad(4.0)
     rot = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
     motion = np.eye(4)
     motion[:3, :3] = rot
     motion[:3, 3] = [5.0, -3.0, 4.0]
-    return motion @ t1.affine
+    return motion
 
 
 def main() -> None:
@@ -49,18 +53,14 @@ def main() -> None:
     parser.add_argument("--data-root", default=str(HERE.parents[3] / "shared" / "data"))
     args = parser.parse_args()
     root = Path(args.data_root)
-    rng = np.random.default_rng(SEED)
 
     t1 = resample_isotropic(read_volume(root / "colin27_mricron" / "ch2.nii.gz", "T1"), 2.0)
     t1_scaled = np.clip(t1.array / np.percentile(t1.array, 99.5), 0, 1)
     write_volume(t1.with_array(np.round(t1_scaled * 255).astype(np.uint8)), HERE / "colin27_T1_2mm.nii.gz")
 
-    t2 = t1.with_array(t2_like(t1_scaled).astype(np.float32), modality="T2")
-    # The same anatomy seen from a moved scanner frame: resample the T2-like head onto a moved grid.
-    moving_affine = moved_grid(t1, rng)
-    moving = resample_to_grid(t2, t1.shape3d, moving_affine, "linear")
-    write_volume(moving.with_array(np.round(np.clip(moving.array, 0, 1) * 255).astype(np.uint8)),
-                 HERE / "colin27_T2like_moved_2mm.nii.gz")
+    t2 = np.round(np.clip(t2_like(t1_scaled), 0, 1) * 255).astype(np.uint8)
+    # The same anatomy, moved: same voxels, moved voxel-to-world matrix.
+    write_volume(Volume(t2, known_motion() @ t1.affine, "T2"), HERE / "colin27_T2like_moved_2mm.nii.gz")
 
     image = read_volume(root / "pyradiomics_cases" / "brain1_image.nrrd", "T1")
     label = read_label(root / "pyradiomics_cases" / "brain1_label.nrrd")

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import os
 import sys
 import traceback
 
@@ -25,6 +26,11 @@ COMMAND_MODULES = [
     "multimodalgen.models.cli",
     "multimodalgen.demo",
     "multimodalgen.server.cli",
+    "multimodalgen.personalized.cli",
+    "multimodalgen.batch.cli",
+    "multimodalgen.encoder.cli",
+    "multimodalgen.registration.cli",
+    "multimodalgen.fewshot.cli",
 ]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
@@ -77,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (also used as the console script)."""
+    # OpenMP threads that spin while waiting make torch many times slower on a shared, oversubscribed CPU; must be
+    # set before torch is first imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -94,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         return _report(args, exc, EXIT_USAGE)
     except (CancelledError, KeyboardInterrupt) as exc:
         return _report(args, CancelledError("cancelled; no partial outputs were written"), EXIT_CANCELLED, exc)
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        sys.stderr.close()
+        return EXIT_OK
     except MemoryError as exc:
         return _report(args, UserInputError("out of memory", fix="crop or downsample the input, or use a "
                                              "machine with more memory"), EXIT_FAILURE, exc)
