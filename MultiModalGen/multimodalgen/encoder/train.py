@@ -1,0 +1,234 @@
+"""Contrastive pretraining of the encoder on the synthesis engine (no real images). Resumable.
+
+    python -m multimodalgen.encoder.train --config C.json --out DIR [--resume] [--device auto] [--threads N]
+    multimodalgen pretrain --config C.json --out DIR [--resume]          (same function)
+
+Every step renders `batch_size` label maps x `engine.n_views` views with seeds derived from (seed, step), so a run
+is replayable and a resumed run continues exactly where it stopped. `DIR/last.pt` (full checkpoint: network,
+heads, optimiser, step, configs) is written atomically every `checkpoint_every` steps and snapshots
+`DIR/step_XXXXXXX.pt` every `snapshot_every` steps. `DIR/train_log.jsonl` gets one JSON line per `log_every`
+steps (loss, per-level losses, lr, samples/s, seconds per step). `DIR/config.json` is the resolved config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from multimodalgen.encoder.loss import make_heads, multilevel_contrastive_loss
+from multimodalgen.encoder.network import UNet3D, UNetConfig
+from multimodalgen.synthesis.config import ENGINE_VERSION, EngineConfig
+from multimodalgen.synthesis.views import generate_batch
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Pretraining run configuration (a JSON file; unknown keys are errors)."""
+
+    engine: EngineConfig = dataclasses.field(default_factory=EngineConfig)
+    network: UNetConfig = dataclasses.field(default_factory=UNetConfig)
+    steps: int = 10000
+    batch_size: int = 1               # label maps per step (each rendered as engine.n_views views)
+    n_voxels: int = 256               # sampled positions per sample and level
+    temperature: float = 0.33
+    identity_weight: float = 0.0      # voxel identity InfoNCE term (see encoder.loss), 0 = pure SupCon
+    identity_temperature: float = 0.2
+    proj_dim: int = 128
+    lr: float = 1e-3
+    min_lr_fraction: float = 0.05     # cosine decay from lr to lr * this over `steps`
+    warmup_steps: int = 100
+    weight_decay: float = 1e-5
+    grad_clip: float = 5.0
+    seed: int = 0
+    checkpoint_every: int = 25
+    snapshot_every: int = 500
+    log_every: int = 5
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.n_voxels < 4:
+            raise ValueError("steps, batch_size must be >= 1 and n_voxels >= 4")
+        if self.engine.n_views < 2:
+            raise ValueError("contrastive pretraining needs engine.n_views >= 2")
+        if not 0 < self.temperature <= 10 or self.lr <= 0:
+            raise ValueError("temperature must be in (0, 10] and lr > 0")
+        if any(s % self.network.divisor for s in self.engine.shape):
+            raise ValueError(f"engine.shape {self.engine.shape} must be multiples of {self.network.divisor}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["engine"] = self.engine.to_dict()
+        out["network"] = self.network.to_dict()
+        return json.loads(json.dumps(out))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        data = dict(data)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown pretraining config keys {sorted(unknown)}; known: {sorted(names)}")
+        engine = EngineConfig.from_dict(data.pop("engine", {}))
+        network = UNetConfig.from_dict(data.pop("network", {}))
+        return cls(engine=engine, network=network, **data)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "TrainConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up then cosine decay to `lr * min_lr_fraction` at `steps`."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_fraction + (1 - cfg.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def build(cfg: TrainConfig, device: torch.device) -> tuple[UNet3D, torch.nn.ModuleList, torch.optim.Optimizer]:
+    """Network, projection heads and optimiser for `cfg` (deterministic initialisation from `cfg.seed`)."""
+    torch.manual_seed(cfg.seed)
+    model = UNet3D(cfg.network).to(device)
+    heads = make_heads(model.level_channels(), cfg.proj_dim).to(device)
+    params = list(model.parameters()) + list(heads.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+    return model, heads, opt
+
+
+def save_checkpoint(path: Path, cfg: TrainConfig, step: int, model: UNet3D, heads: torch.nn.Module,
+                    opt: torch.optim.Optimizer) -> None:
+    """Atomically write a full checkpoint (tensors + plain types only; loadable with weights_only=True)."""
+    state = {"format": CHECKPOINT_FORMAT, "engine_version": ENGINE_VERSION, "step": step,
+             "config": cfg.to_dict(), "model": model.state_dict(), "heads": heads.state_dict(),
+             "optimizer": opt.state_dict()}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint` (weights_only=True)."""
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def train_step(cfg: TrainConfig, step: int, model: UNet3D, heads: torch.nn.ModuleList,
+               opt: torch.optim.Optimizer, device: torch.device) -> dict[str, Any]:
+    """One optimisation step (data for `step` is a pure function of cfg.seed and step). Returns log values."""
+    t0 = time.perf_counter()
+    base = (cfg.seed * 1_000_003 + step) * cfg.batch_size
+    images, labels = generate_batch(cfg.engine, [base + i for i in range(cfg.batch_size)], device)
+    t_data = time.perf_counter() - t0
+    b, v = images.shape[:2]
+    x = images.reshape(b * v, 1, *images.shape[2:])
+    lr = learning_rate(cfg, step)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    model.train()
+    heads.train()
+    _, levels = model(x, return_levels=True)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed * 7919 + step)
+    loss, per_level = multilevel_contrastive_loss(levels, labels, heads, cfg.n_voxels, cfg.temperature, gen,
+                                                  cfg.identity_weight, cfg.identity_temperature)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(heads.parameters()), cfg.grad_clip)
+    opt.step()
+    dt = time.perf_counter() - t0
+    return {"step": step + 1, "loss": float(loss.detach()), "levels": [round(v_, 4) for v_ in per_level],
+            "lr": lr, "grad_norm": float(grad_norm), "sec_per_step": round(dt, 3), "data_sec": round(t_data, 3),
+            "samples_per_sec": round(b / dt, 3), "n_labels": int(labels.max()) + 1}
+
+
+def pretrain(cfg: TrainConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
+             max_steps: int | None = None, log: Callable[[dict[str, Any]], None] | None = None,
+             progress=None) -> dict[str, Any]:
+    """Run (or resume) pretraining into `out_dir` until `cfg.steps` (or `max_steps` more steps in this call).
+
+    Returns the final state dict summary `{"step": ..., "loss": ...}`. `progress` is an optional
+    `multimodalgen.progress.Progress` (update + check_cancelled each step).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    last = out / "last.pt"
+    model, heads, opt = build(cfg, device)
+    step = 0
+    if resume and last.exists():
+        state = load_checkpoint(last, device)
+        if state["config"] != cfg.to_dict():
+            raise ValueError(f"{last} was written with a different config; use the same --config or a new --out")
+        model.load_state_dict(state["model"])
+        heads.load_state_dict(state["heads"])
+        opt.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+    elif last.exists():
+        raise FileExistsError(f"{last} exists: pass --resume to continue it, or choose another --out")
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
+    log_file = (out / "train_log.jsonl").open("a")
+    record: dict[str, Any] = {"step": step, "loss": None}
+    try:
+        while step < stop:
+            if progress is not None:
+                progress.check_cancelled()
+            record = train_step(cfg, step, model, heads, opt, device)
+            step += 1
+            if step % cfg.log_every == 0 or step == stop:
+                record["time"] = time.time()
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+                if log is not None:
+                    log(record)
+            if progress is not None:
+                progress.update("pretrain", step / cfg.steps, f"step {step} loss {record['loss']:.4f}")
+            if step % cfg.checkpoint_every == 0 or step == stop:
+                save_checkpoint(last, cfg, step, model, heads, opt)
+            if step % cfg.snapshot_every == 0:
+                save_checkpoint(out / f"step_{step:07d}.pt", cfg, step, model, heads, opt)
+    finally:
+        log_file.close()
+    return {"step": step, "loss": record["loss"]}
+
+
+def _resolve_device(name: str) -> torch.device:
+    try:
+        from multimodalgen.device import resolve_device
+    except ImportError:  # core not importable: plain fallback
+        return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
+                            ("cpu" if name == "auto" else name))
+    return resolve_device(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Contrastive pretraining of the MultiModalGen encoder.")
+    parser.add_argument("--config", required=True, help="pretraining config JSON (TrainConfig fields)")
+    parser.add_argument("--out", required=True, help="output folder for checkpoints and logs")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--device", default="auto", help="auto|cpu|cuda (auto: CUDA when present)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in this call")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig.from_json(args.config)
+    device = _resolve_device(args.device)
+    print(json.dumps({"device": str(device), "threads": torch.get_num_threads(), "engine": ENGINE_VERSION}),
+          flush=True)
+    result = pretrain(cfg, args.out, device, resume=args.resume, max_steps=args.max_steps,
+                      log=lambda r: print(json.dumps(r), flush=True))
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

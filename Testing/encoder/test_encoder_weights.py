@@ -1,0 +1,77 @@
+"""Weights: export -> sha256 -> load round trip; the shipped encoder loads and matches its recorded sha256."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from multimodalgen.encoder.train import TrainConfig, pretrain
+from multimodalgen.encoder.weights import encoder_dir, export_weights, load_encoder, sha256_file
+
+
+def test_export_and_load_roundtrip(tmp_path):
+    cfg = TrainConfig.from_dict({"engine": {"shape": [16, 16, 16]}, "network": {"widths": [4, 8, 8, 16, 16]},
+                                 "steps": 1, "n_voxels": 16, "proj_dim": 8, "warmup_steps": 1})
+    pretrain(cfg, tmp_path / "run", torch.device("cpu"))
+    info = export_weights(tmp_path / "run" / "last.pt", tmp_path / "enc", name="enc-test",
+                          metrics={"columns": ["a"], "rows": [{"method": "x", "a": 0.5}]})
+    folder = tmp_path / "enc"
+    assert info["sha256"] == sha256_file(folder / "encoder.pt")
+    assert json.loads((folder / "config.json").read_text())["step"] == 1
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert info["sha256"] in card and "| x | 0.500 |" in card
+    state = torch.load(folder / "encoder.pt", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    model = load_encoder(str(folder))
+    assert not model.training
+    x = torch.rand(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        assert model(x).shape == (1, 16, 16, 16, 16)
+    # a modified weights file is refused
+    with open(folder / "encoder.pt", "ab") as f:
+        f.write(b"0")
+    from multimodalgen.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="sha256"):
+        load_encoder(str(folder))
+
+
+def test_shipped_encoder_matches_sha256_and_runs():
+    folder = encoder_dir()
+    config = json.loads((folder / "config.json").read_text())
+    assert sha256_file(folder / config["weights_file"]) == config["sha256"]
+    assert (folder / "encoder.pt").stat().st_size <= 25 * 2**20
+    assert config["sha256"] in (folder / "MODEL_CARD.md").read_text()
+    model = load_encoder()
+    from multimodalgen.encoder.inference import extract_features
+
+    feats = extract_features(np.random.default_rng(0).random((20, 16, 12), dtype=np.float32), model, patch=32)
+    assert feats.shape == (16, 20, 16, 12) and np.isfinite(feats).all()
+
+
+def test_cli_features_and_pretrain(tmp_path):
+    from multimodalgen.cli.main import main
+    from multimodalgen.io import read_volume, write_volume
+    from multimodalgen.volume import Volume
+
+    cfg = {"engine": {"shape": [16, 16, 16]}, "network": {"widths": [4, 8, 8, 16, 16]}, "steps": 2,
+           "n_voxels": 16, "proj_dim": 8, "warmup_steps": 1}
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    assert main(["--device", "cpu", "--progress", "none", "pretrain", "--config", str(tmp_path / "c.json"),
+                 "--out", str(tmp_path / "run"), "--max-steps", "1"]) == 0
+    assert main(["--device", "cpu", "--progress", "none", "pretrain", "--config", str(tmp_path / "c.json"),
+                 "--out", str(tmp_path / "run")]) == 2          # exists without --resume: user error
+    assert main(["--device", "cpu", "--progress", "none", "pretrain", "--config", str(tmp_path / "c.json"),
+                 "--out", str(tmp_path / "run"), "--resume"]) == 0
+    export_weights(tmp_path / "run" / "last.pt", tmp_path / "enc", name="enc-test")
+    affine = np.diag([2.0, 2.0, 3.0, 1.0])
+    write_volume(Volume(np.random.default_rng(0).random((18, 14, 9)).astype(np.float32) * 300, affine, "T1"),
+                 tmp_path / "img.nii.gz")
+    assert main(["--device", "cpu", "--progress", "none", "features", "--image", str(tmp_path / "img.nii.gz"),
+                 "--out", str(tmp_path / "f.nii.gz"), "--encoder", str(tmp_path / "enc"), "--patch", "16"]) == 0
+    feats = read_volume(tmp_path / "f.nii.gz")
+    assert feats.array.shape == (16, 18, 14, 9)
+    assert np.allclose(feats.affine, affine, atol=1e-4)

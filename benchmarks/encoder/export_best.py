@@ -1,0 +1,56 @@
+"""Evaluate a training checkpoint on the invariance benchmark and ship it if it beats the shipped encoder.
+
+    python benchmarks/encoder/export_best.py --checkpoint /work/ckpt/encoder/run2/step_0000500.pt
+        [--models-dir MultiModalGen/Resources/Models] [--force]
+
+"Beats" = higher mean cross-contrast linear-probe balanced accuracy (T2 and PD, avg152 and oldnorm). The
+benchmark results of the exported checkpoint are embedded in config.json and MODEL_CARD.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "MultiModalGen"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--models-dir", default=str(REPO / "MultiModalGen" / "Resources" / "Models"))
+    parser.add_argument("--name", default="encoder-v1")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--force", action="store_true", help="export even if not better")
+    args = parser.parse_args(argv)
+    ckpt = Path(args.checkpoint)
+    out = Path("/tmp") / f"encoder_bench_{ckpt.stem}"
+    subprocess.run([sys.executable, str(HERE / "run_benchmark.py"), "--checkpoint", str(ckpt), "--skip-timing",
+                    "--threads", str(args.threads), "--out", str(out)], check=True)
+    result = json.loads((out / "results.json").read_text())
+    target = Path(args.models_dir) / args.name
+    previous, old_timings = None, {}
+    if (target / "config.json").is_file():
+        old_metrics = json.loads((target / "config.json").read_text()).get("metrics", {})
+        previous = old_metrics.get("probe_cross_mean")
+        old_timings = old_metrics.get("timings", {})
+    if not result.get("timings") and old_timings:
+        # timings depend on the architecture and engine only, not on the weights: keep the last measured ones
+        result["timings"] = {**old_timings, "note": "timings measured on the previous export (same architecture)"}
+    score = result["probe_cross_mean"]
+    print(json.dumps({"checkpoint": str(ckpt), "probe_cross_mean": score, "shipped": previous}))
+    if args.force or previous is None or score > previous:
+        from multimodalgen.encoder.weights import export_weights
+
+        info = export_weights(ckpt, target, args.name, metrics=result, device_trained="cpu (2 shared cores)")
+        print(json.dumps({"exported": str(target), "step": info["step"], "sha256": info["sha256"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
