@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import make_case, paint
+from fewshot_helpers import make_case, paint
 from multimodalgen.errors import UserInputError
 from multimodalgen.fewshot.annotations import default_axis, find_annotations
 

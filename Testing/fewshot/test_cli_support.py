@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import dice, make_case, paint
+from fewshot_helpers import dice, make_case, paint
 from multimodalgen.cli.main import main
 from multimodalgen.io import read_label, write_volume
 from multimodalgen.volume import Volume, same_grid

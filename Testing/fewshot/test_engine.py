@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import dice, paint
+from fewshot_helpers import dice, paint
 from multimodalgen.errors import UserInputError
 from multimodalgen.fewshot import segment_from_slices
 from multimodalgen.volume import Volume, same_grid

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import dice, make_case, paint
+from fewshot_helpers import dice, make_case, paint
 from multimodalgen.errors import UserInputError
 from multimodalgen.fewshot import FewShotSession, apply_task, load_task, segment_from_slices
 from multimodalgen.volume import Volume

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import interior_points
+from registration_helpers import interior_points
 
 
 def test_known_affine_recovered_within_half_a_millimetre(affine_pair):

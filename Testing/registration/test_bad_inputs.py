@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import grid_affine, render
+from registration_helpers import grid_affine, render
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from conftest import grid_affine, render
+from registration_helpers import grid_affine, render
 
 
 def test_cancel_from_another_thread_stops_quickly_and_writes_nothing(tmp_path):

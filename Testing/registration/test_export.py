@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import euler, grid_affine, render
+from registration_helpers import euler, grid_affine, render
 
 
 def _result_with_field(shape=(20, 22, 18), spacing=2.0):

@@ -143,7 +143,7 @@ def test_registration_job_start_status_result(tmp_path):
     affine = np.diag([1.5, 1.5, 2.0, 1.0])
     write_volume(Volume(blob((12, 12, 10)) + blob((7, 15, 9)) * 0.5, affine, "T1"), tmp_path / "fixed.nii.gz")
     write_volume(Volume(blob((14, 11, 10)) + blob((9, 14, 9)) * 0.5, affine, "T1"), tmp_path / "moving.nii.gz")
-    from conftest import start_server
+    from slicer_helpers import start_server
 
     (tmp_path / "srv").mkdir()
     server = start_server(tmp_path / "srv", "--max-upload-mb", "20", "--threads", "1")

@@ -124,7 +124,7 @@ def test_remote_errors_are_clear(server):
         RemoteBackend(server.url, "wrong-token-xyz").checkVersion()
     with pytest.raises(BackendError, match="lacks its scheme; write http://127.0.0.1"):
         HttpApi("127.0.0.1:1", "t")
-    from conftest import free_port
+    from slicer_helpers import free_port
 
     with pytest.raises(BackendError, match="cannot reach the MultiModalGen server"):
         RemoteBackend(f"http://127.0.0.1:{free_port()}", "t").checkVersion()

@@ -12,7 +12,6 @@ sides named in the message. User adapters live in `multimodalgen.models.registry
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import tempfile
@@ -69,15 +68,6 @@ class AdapterMeta:
                    modalities=[str(m) for m in data["modalities"]], version=str(data.get("version", "1")),
                    description=str(data.get("description", "")), n_parameters=int(data.get("n_parameters", 0)),
                    training=dict(data.get("training", {})))
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_adapter(folder: str | Path, state: dict[str, torch.Tensor], meta: AdapterMeta,

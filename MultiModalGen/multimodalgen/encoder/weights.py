@@ -12,7 +12,7 @@ A shipped encoder folder (`MultiModalGen/Resources/Models/encoder-v1/`) holds:
 from __future__ import annotations
 
 import argparse
-import hashlib
+from multimodalgen.io.checksum import sha256_file
 import json
 import sys
 from pathlib import Path
@@ -24,15 +24,6 @@ from multimodalgen.encoder.network import UNet3D, UNetConfig, count_parameters
 
 DEFAULT_ENCODER = "encoder-v1"
 WEIGHTS_FILE = "encoder.pt"
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def encoder_dir(name: str | None = None) -> Path:

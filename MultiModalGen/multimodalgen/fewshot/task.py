@@ -13,7 +13,7 @@ one slice on the new patient and pass the task as a warm start (`segment_from_sl
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+from multimodalgen.io.checksum import sha256_file
 import json
 import os
 from pathlib import Path
@@ -55,7 +55,7 @@ def save_task(path: str | os.PathLike, head, config, labels, modalities, n_featu
     state = {k: v.detach().float().cpu().contiguous() for k, v in head.state_dict().items()}
     with atomic_path(folder / WEIGHTS_NAME) as tmp:
         save_file(state, str(tmp))
-    digest = hashlib.sha256((folder / WEIGHTS_NAME).read_bytes()).hexdigest()
+    digest = sha256_file(folder / WEIGHTS_NAME)
     write_json({"kind": TASK_KIND, "format_version": FORMAT_VERSION, "labels": [int(v) for v in labels],
                 "modalities": list(modalities), "n_features": int(n_features), "n_classes": 1 + len(labels),
                 "config": config.to_dict(), "weights_file": WEIGHTS_NAME, "sha256": digest,
@@ -84,7 +84,7 @@ def load_task(path: str | os.PathLike) -> Task:
                              expected=f"kind {TASK_KIND!r}, format <= {FORMAT_VERSION}",
                              got=f"kind {data.get('kind')!r}, format {data.get('format_version')}")
     weights = folder / data.get("weights_file", WEIGHTS_NAME)
-    if not weights.is_file() or hashlib.sha256(weights.read_bytes()).hexdigest() != data.get("sha256"):
+    if not weights.is_file() or sha256_file(weights) != data.get("sha256"):
         raise UserInputError(f"the task weights in {folder} are missing or damaged",
                              expected="head.safetensors matching the sha256 in task_config.json",
                              fix="save the task again")

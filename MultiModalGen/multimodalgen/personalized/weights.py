@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from multimodalgen.adapters.io import BaseModelRef, file_sha256
+from multimodalgen.adapters.io import BaseModelRef
+from multimodalgen.io.checksum import sha256_file
 from multimodalgen.errors import UserInputError
 from multimodalgen.personalized.config import PersonalizedConfig
 from multimodalgen.personalized.model import PersonalizedNet
@@ -41,7 +42,7 @@ def save_model(folder: str | Path, model: PersonalizedNet, name: str = DEFAULT_M
     save_file(tensors, tmp)
     os.chmod(tmp, 0o644)
     os.replace(tmp, folder / WEIGHTS)
-    sha = file_sha256(folder / WEIGHTS)
+    sha = sha256_file(folder / WEIGHTS)
     config = {"name": name, "kind": "personalized", "version": version,
               "description": description or "personalized multimodal segmentation (X_h) on the foundation encoder",
               "model": model.config.to_dict(), "weights": WEIGHTS, "sha256": sha, "dtype": str(dtype).split(".")[-1],
@@ -80,5 +81,5 @@ def load_model(name_or_path: str | Path | None = None, device: torch.device | st
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
     model.load_state_dict(state)
     ref = BaseModelRef(str(config["name"]), str(config["version"]), str(config.get("sha256") or
-                                                                          file_sha256(weights)))
+                                                                          sha256_file(weights)))
     return model.to(device).eval(), ref

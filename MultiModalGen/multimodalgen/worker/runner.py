@@ -210,9 +210,10 @@ def main(argv: list[str] | None = None) -> int:
 
     emitter = Emitter(claim_stdout())
     worker = Worker(emitter, device=args.device, workdir=pathlib.Path(args.workdir) if args.workdir else None)
+    # `ready` goes out before the stdin reader starts: a bad first line must not answer before the handshake.
+    emitter.emit(protocol.ready(multimodalgen.__version__, os.getpid(), task_names()))
     reader = threading.Thread(target=worker.read_loop, args=(sys.stdin,), name="mmg-worker-stdin", daemon=True)
     reader.start()
-    emitter.emit(protocol.ready(multimodalgen.__version__, os.getpid(), task_names()))
     worker.serve()
     return 0
 
