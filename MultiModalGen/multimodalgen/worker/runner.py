@@ -210,10 +210,16 @@ def main(argv: list[str] | None = None) -> int:
 
     emitter = Emitter(claim_stdout())
     worker = Worker(emitter, device=args.device, workdir=pathlib.Path(args.workdir) if args.workdir else None)
-    # `ready` goes out before the stdin reader starts: a bad first line must not answer before the handshake.
-    emitter.emit(protocol.ready(multimodalgen.__version__, os.getpid(), task_names()))
-    reader = threading.Thread(target=worker.read_loop, args=(sys.stdin,), name="mmg-worker-stdin", daemon=True)
+    handshake_sent = threading.Event()  # a bad first input line must not be answered before `ready`
+
+    def read_after_handshake() -> None:
+        handshake_sent.wait()
+        worker.read_loop(sys.stdin)
+
+    reader = threading.Thread(target=read_after_handshake, name="mmg-worker-stdin", daemon=True)
     reader.start()
+    emitter.emit(protocol.ready(multimodalgen.__version__, os.getpid(), task_names()))
+    handshake_sent.set()
     worker.serve()
     return 0
 
