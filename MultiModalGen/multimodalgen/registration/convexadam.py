@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from multimodalgen.registration.adam import Adam
 from multimodalgen.registration.sampling import index_grid, sample, smooth_field
 
 
@@ -112,7 +113,7 @@ def smooth_cost(cost, passes: int = 1):
     return out[0]
 
 
-def coupled_convex(cost, shifts, coupling, chunk: int = 4096):
+def coupled_convex(cost, shifts, coupling, chunk: int = 16384):
     """Coupled-convex optimisation of a correlation volume.
 
     Args:
@@ -135,13 +136,18 @@ def coupled_convex(cost, shifts, coupling, chunk: int = 4096):
         return box(disp, 3)
 
     disp = field_from(flat.argmin(0))
+    mesh_sq = mesh.pow(2).sum(1, keepdim=True)  # (S, 1)
+    buf = torch.empty((s, min(chunk, flat.shape[1])), dtype=flat.dtype, device=flat.device)
     for alpha in coupling:
-        target = (disp.reshape(3, -1) / radius).T  # (N, 3)
+        target = (disp.reshape(3, -1) / radius).T.contiguous()  # (N, 3)
         best = torch.empty(flat.shape[1], dtype=torch.long, device=flat.device)
         for start in range(0, flat.shape[1], chunk):
             stop = min(flat.shape[1], start + chunk)
-            dist = torch.cdist(mesh, target[start:stop]).pow_(2)  # (S, n)
-            best[start:stop] = (flat[:, start:stop] + alpha * dist).argmin(0)
+            # |mesh - t|^2 = |mesh|^2 - 2 mesh.t + |t|^2; the last term is constant per column (argmin unchanged)
+            out = buf[:, :stop - start]
+            torch.add(flat[:, start:stop], mesh_sq, alpha=alpha, out=out)
+            out.addmm_(mesh, target[start:stop].T, alpha=-2.0 * alpha)
+            best[start:stop] = out.argmin(0)
         disp = field_from(best)
     return disp
 
@@ -188,6 +194,38 @@ def diffusion_penalty(disp):
     """Mean squared forward differences of a `(1, 3, I, J, K)` field along the three axes."""
     return ((disp[:, :, 1:] - disp[:, :, :-1]).pow(2).mean() + (disp[:, :, :, 1:] - disp[:, :, :, :-1]).pow(2).mean()
             + (disp[..., 1:] - disp[..., :-1]).pow(2).mean())
+
+
+def diffusion_gradient(disp):
+    """Gradient of `diffusion_penalty` with respect to the `(1, 3, I, J, K)` field."""
+    import torch
+
+    out = torch.zeros_like(disp)
+    for dim in (2, 3, 4):
+        n = disp.shape[dim]
+        if n < 2:
+            continue
+        d = disp.narrow(dim, 1, n - 1) - disp.narrow(dim, 0, n - 1)
+        d.mul_(2.0 / d.numel())
+        out.narrow(dim, 1, n - 1).add_(d)
+        out.narrow(dim, 0, n - 1).sub_(d)
+    return out
+
+
+def surrogate_gradient(field, field0, b, h, w_norm, diffusion: float):
+    """Gradient of ``sum(w_norm * (r2 + 2 b.delta + delta^T H delta)) + diffusion * diffusion_penalty(field)``
+    with delta = field - field0 (`(1, 3, P, Q, R)`), b `(3, P, Q, R)`, H a symmetric 3 x 3 nested list of
+    `(P, Q, R)` tensors and w_norm `(P, Q, R)` weights already divided by their sum."""
+    import torch
+
+    delta = (field - field0)[0]
+    rows = []
+    for i in range(3):
+        hd = b[i] + h[i][0] * delta[0]
+        hd.addcmul_(h[i][1], delta[1]).addcmul_(h[i][2], delta[2])
+        rows.append(hd.mul_(w_norm))
+    grad = torch.stack(rows)[None].mul_(2.0)
+    return grad.add_(diffusion_gradient(field), alpha=diffusion) if diffusion else grad
 
 
 def convex_adam(fix, mov_warped, mov_sample, weight=None, config: ConvexAdamConfig | None = None, progress=None):
@@ -270,7 +308,7 @@ def instance_optimisation(fix_a, mov_sample, factor: int, param0, weight, cfg: C
     grad_f = spatial_gradient(fix_a)
     wsum = weight.sum().clamp_min(1e-6)
     param = param0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([param], lr=cfg.adam_lr)
+    opt = Adam([param], lr=cfg.adam_lr)
     n_inner = max(1, cfg.relinearise)
     info = {}
     step = 0
@@ -279,21 +317,25 @@ def instance_optimisation(fix_a, mov_sample, factor: int, param0, weight, cfg: C
             field0 = _field(param, cfg)
             moved = mov_sample(centres + (field0[0] * factor).permute(1, 2, 3, 0))
             resid = moved - fix_a  # (1, C, P, Q, R)
-            g = 0.5 * (grad_f + spatial_gradient(moved))  # (1, C, 3, P, Q, R)
-            b = torch.einsum("ncpqr,ncipqr->nipqr", resid, g)  # (1, 3, P, Q, R)
-            h = torch.einsum("ncipqr,ncjpqr->nijpqr", g, g)  # (1, 3, 3, P, Q, R)
+            g = 0.5 * (grad_f + spatial_gradient(moved))[0]  # (C, 3, P, Q, R)
+            b = (resid[0, :, None] * g).sum(0)  # (3, P, Q, R)
+            h = [[None] * 3 for _ in range(3)]  # symmetric 3 x 3 of (P, Q, R)
+            for i in range(3):
+                for j in range(i, 3):
+                    h[i][j] = h[j][i] = (g[:, i] * g[:, j]).sum(0)
             r2 = resid.pow(2).sum(1)[0]
             sim_now = float((r2 * weight).sum() / wsum)
             if step == 0:
                 info["ssd_first"] = sim_now / n_ch
+            w_norm = weight / wsum
         for _ in range(min(n_inner, cfg.adam_iterations - step)):
             opt.zero_grad()
             field = _field(param, cfg)
-            delta = field - field0
-            quad = (delta[:, :, None] * h * delta[:, None, :]).sum(dim=(1, 2))[0]
-            sim = r2 + 2.0 * (b * delta).sum(1)[0] + quad
-            loss = (sim * weight).sum() / wsum + cfg.diffusion * diffusion_penalty(field)
-            loss.backward()
+            # the surrogate is quadratic in the field: its gradient is written out (much cheaper on CPU than
+            # autograd through the 3 x 3 products); autograd only back-propagates through the smoothing
+            with torch.no_grad():
+                grad = surrogate_gradient(field, field0, b, h, w_norm, cfg.diffusion)
+            field.backward(grad)
             opt.step()
             step += 1
         if progress is not None:

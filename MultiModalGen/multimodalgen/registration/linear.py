@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from multimodalgen.registration.adam import Adam
 from multimodalgen.registration.sampling import apply_matrix, sample
 
 
@@ -134,7 +135,7 @@ def optimise_linear(fix_feat, fix_affine: np.ndarray, mov_feat, mov_affine: np.n
                       {"params": [w], "lr": cfg.lr_rotation_rad}]
             if stage == "affine":
                 params.append({"params": [b], "lr": cfg.lr_matrix})
-            opt = torch.optim.Adam(params)
+            opt = Adam(params)
             base = [g["lr"] for g in opt.param_groups]
             for it in range(n_iter):
                 scale = 0.5 * (1 + math.cos(math.pi * it / n_iter)) * 0.95 + 0.05

@@ -38,10 +38,10 @@ def preset_config(preset: str, *, diffeomorphic: bool | None = None,
         raise UserInputError("unknown preset", expected=" | ".join(PRESETS), got=repr(preset))
     if preset == "fast":
         cfg = RegistrationConfig(
-            linear=LinearConfig(levels=((1, 30, 30),)),
-            deformable=ConvexAdamConfig(cell=2, search=2, step=2, adam_factor=2, adam_iterations=30))
-        cfg.linear_refine.levels = ((1, 0, 30),)
-        cfg.linear_fine.levels = ((1, 0, 20),)
+            linear=LinearConfig(levels=((1, 20, 25),)),
+            deformable=ConvexAdamConfig(cell=2, search=2, step=2, adam_factor=2, adam_iterations=20))
+        cfg.linear_refine.levels = ((1, 0, 20),)
+        cfg.linear_fine.levels = ((1, 0, 15),)
     else:
         cfg = RegistrationConfig(
             linear=LinearConfig(levels=((1, 60, 60),)), linear_rounds=2, linear_fine_rounds=3,

@@ -59,12 +59,30 @@ def inside_fraction(index, shape) -> float:
     return float(inside.float().mean())
 
 
+def box3(x):
+    """Centred 3-tap box filter along i, j, k of `(N, C, I, J, K)` with replicate padding.
+
+    Same values as `features.mind.box_filter(x, 3)`, built from concatenated edge slices instead of `F.pad`:
+    autograd's backward of replicate padding is slow on CPU, and the deformable stage back-propagates through
+    this filter at every Adam step.
+    """
+    import torch
+
+    for dim in (2, 3, 4):
+        n = x.shape[dim]
+        if n < 2:
+            continue
+        xp = torch.cat([x.narrow(dim, 0, 1), x, x.narrow(dim, n - 1, 1)], dim)
+        x = (xp.narrow(dim, 0, n) + xp.narrow(dim, 1, n) + xp.narrow(dim, 2, n)) / 3.0
+    return x
+
+
 def smooth_field(field, passes: int = 3, kernel: int = 3):
     """Box-filter a `(1, 3, I, J, K)` field `passes` times (replicate padding): a cheap Gaussian-like smoother."""
     from multimodalgen.features.mind import box_filter
 
     for _ in range(passes):
-        field = box_filter(field, kernel)
+        field = box3(field) if kernel == 3 else box_filter(field, kernel)
     return field
 
 
