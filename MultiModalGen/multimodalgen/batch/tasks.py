@@ -15,7 +15,6 @@ never breaks the other tasks.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -213,12 +212,7 @@ def _convert(option: TaskOption, value: Any) -> Any:
 
 def load_task_function(spec: TaskSpec) -> Callable[..., dict]:
     """Import and return the task's function (in the worker). MissingEngineError when it cannot be imported."""
-    from multimodalgen.worker.tasks import MissingEngineError
+    from multimodalgen.worker.tasks import load_engine
 
     module_name, attribute = spec.target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise MissingEngineError(f"task '{spec.name}' cannot be loaded ({exc})",
-                                 fix="install the backend's dependencies (torch, SimpleITK, nibabel)") from exc
-    return getattr(module, attribute)
+    return load_engine(module_name, attribute, spec.name)

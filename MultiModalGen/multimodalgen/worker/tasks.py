@@ -84,12 +84,7 @@ def resolve(name: str) -> TaskFunction:
     if name not in TASKS:
         raise KeyError(name)
     module_name, func_name = TASKS[name].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise MissingEngineError(f"the '{name}' engine cannot be loaded ({exc})",
-                                 fix="install the full multimodalgen backend (see Settings > Dependencies)") from exc
-    return getattr(module, func_name)
+    return load_engine(module_name, func_name, name)
 
 
 def load_engine(module_name: str, attribute: str, task: str) -> Any:
