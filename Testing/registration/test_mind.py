@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
 def _reference(img, radius=1, dilation=2):
@@ -52,3 +53,19 @@ def test_box_filter_is_a_centred_mean():
     x[0, 0, 3, 3, 3] = 27.0
     y = box_filter(x, 3)
     assert float(y[0, 0, 2:5, 2:5, 2:5].min()) == 1.0 and float(y.sum()) == 27.0
+
+
+def test_encoder_features_join_mind_when_the_encoder_is_shipped():
+    """The `mind+encoder` path loads the shipped encoder and appends its 16 unit-RMS channels to MIND's 12."""
+    import torch
+
+    from multimodalgen.registration.features import compute_features, load_encoder_if_shipped
+
+    encoder = load_encoder_if_shipped("cpu")
+    if encoder is None:
+        pytest.skip("no shipped encoder weights")
+    image = torch.rand(1, 1, 20, 18, 16)
+    feats = compute_features(image, kind="mind+encoder", encoder=encoder)
+    assert feats.shape == (1, 28, 20, 18, 16)
+    rms = feats[:, 12:].pow(2).mean(dim=(2, 3, 4)).sqrt()
+    torch.testing.assert_close(rms, torch.full_like(rms, 0.1), rtol=1e-3, atol=1e-4)

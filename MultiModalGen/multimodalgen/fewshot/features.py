@@ -164,10 +164,8 @@ def encoder_features(volume_channels: list, device, model=None) -> tuple[np.ndar
     from multimodalgen.encoder.inference import features_for_volume
 
     if model is None:
-        try:
-            from multimodalgen.encoder.inference import load_encoder
-        except ImportError:
-            from multimodalgen.encoder.weights import load_encoder
+        from multimodalgen.encoder.weights import load_encoder
+
         model = load_encoder(device=device)
     out = []
     for vol in volume_channels:

@@ -12,14 +12,13 @@ FEATURE_KINDS = ("mind", "mind+encoder", "auto")
 
 
 def load_encoder_if_shipped(device):
-    """The shipped foundation encoder, or None when no weights are shipped or the encoder module is absent."""
-    try:
-        from multimodalgen.encoder.inference import load_encoder  # written by the encoder work
-    except ImportError:
-        return None
+    """The shipped foundation encoder, or None when no encoder weights are shipped."""
+    from multimodalgen.encoder.weights import load_encoder
+    from multimodalgen.errors import UserInputError
+
     try:
         return load_encoder(device=device)
-    except Exception:  # no shipped weights (or an incompatible build): MIND alone is the documented fallback
+    except UserInputError:  # no shipped weights: MIND alone is the documented fallback
         return None
 
 
@@ -29,10 +28,8 @@ def encoder_features(encoder, image, spacing_mm: float):
 
     from multimodalgen.encoder.inference import extract_features
 
-    feats = extract_features(encoder, image)
-    feats = torch.as_tensor(feats, dtype=image.dtype, device=image.device)
-    if feats.ndim == 4:
-        feats = feats[None]
+    feats = extract_features(image[0, 0], encoder, device=image.device)
+    feats = torch.as_tensor(feats, dtype=image.dtype, device=image.device)[None]
     rms = feats.pow(2).mean(dim=(2, 3, 4), keepdim=True).clamp_min(1e-12).sqrt()
     return feats / rms
 
