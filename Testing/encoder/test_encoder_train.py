@@ -92,3 +92,40 @@ def test_resume_gives_the_same_state(tmp_path):
         assert torch.allclose(a["model"][key].float(), b["model"][key].float(), atol=1e-6), key
     with pytest.raises(ValueError, match="different config"):
         pretrain(_cfg(steps=4, lr=1e-2), split, torch.device("cpu"), resume=True)
+
+
+def test_role_loss_balanced_and_ignores_unlabelled():
+    from multimodalgen.encoder.train import role_loss
+
+    classifier = torch.nn.Conv3d(4, 3, 1)
+    feats = torch.randn(2, 4, 4, 4, 4)
+    assert role_loss(classifier, feats, torch.full((2, 4, 4, 4), -1)) is None
+    roles = torch.full((2, 4, 4, 4), -1)
+    roles[0, :2], roles[0, 2:], roles[1, :1] = 0, 1, 2
+    loss = role_loss(classifier, feats, roles)
+    assert loss is not None and torch.isfinite(loss) and loss > 0
+    loss.backward()
+    assert classifier.weight.grad is not None and classifier.weight.grad.abs().sum() > 0
+
+
+def test_role_weight_and_init_from(tmp_path):
+    """A run with the role term trains and logs it; a second run initialised from its checkpoint starts from
+    those network weights."""
+    layered = {"shape": [16, 16, 16], "n_views": 2,
+               "labels": {"p_layered": 1.0, "p_foreground_mask": 1.0, "mask_radius": [0.8, 0.9]}}
+    first = pretrain(_cfg(engine=layered, role_weight=1.0, steps=2), tmp_path / "a", torch.device("cpu"))
+    assert first["step"] == 2
+    logged = [json.loads(line) for line in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]
+    assert any(r["role"] is not None and r["role"] > 0 for r in logged)
+    state = load_checkpoint(tmp_path / "a" / "last.pt", torch.device("cpu"))
+    n_levels = len(state["config"]["network"]["widths"]) - 1
+    assert any(k.startswith(f"{n_levels}.") for k in state["heads"])  # the role classifier is saved with the heads
+    from multimodalgen.encoder.train import build, initial_weights
+
+    init = initial_weights(tmp_path / "a" / "last.pt", torch.device("cpu"))
+    cfg = _cfg(init_from=str(tmp_path / "a" / "last.pt"), steps=1)
+    model, _, _ = build(cfg, torch.device("cpu"))
+    model.load_state_dict(init)
+    assert all(torch.equal(v, state["model"][k].float()) for k, v in model.state_dict().items())
+    with pytest.raises(FileNotFoundError):
+        initial_weights(tmp_path / "missing.pt", torch.device("cpu"))

@@ -148,3 +148,24 @@ def test_subset_predictions_from_one_encoding_match_separate_forwards():
     for subset in all_subsets(mods):
         torch.testing.assert_close(fast["+".join(subset)], predict(net, x, present_mask(subset, mods)),
                                    atol=1e-5, rtol=1e-5)
+
+
+def test_volume_norm_uses_each_volume_statistics_in_eval_mode():
+    """encoder_norm="volume": no running statistics; eval output is exactly invariant to a global intensity scale
+    of one modality (bias-free convolutions + per-volume normalisation) and independent of the batch partner."""
+    from multimodalgen.personalized.config import PersonalizedConfig
+    from multimodalgen.personalized.model import PersonalizedNet
+
+    torch.manual_seed(0)
+    model = PersonalizedNet(tiny_config()).eval()
+    assert all(m.running_mean is None for m in model.encoder.modules() if isinstance(m, torch.nn.BatchNorm3d))
+    x = torch.rand(1, 3, 8, 8, 8)
+    present = torch.tensor([[True, False, False]])
+    z1 = model.encode(x, present)[0, 0]
+    z2 = model.encode(x * 3.0, present)[0, 0]
+    assert torch.allclose(z1, z2, atol=1e-4)
+    both = model.encode(torch.cat([x, torch.rand(1, 3, 8, 8, 8)]), present.repeat(2, 1))
+    assert torch.allclose(both[0, 0], z1, atol=1e-5)  # one volume per encoder call: no batch-partner effect
+    old = PersonalizedConfig.from_dict({k: v for k, v in tiny_config().to_dict().items() if k != "encoder_norm"})
+    assert old.encoder_norm == "running"  # configs from before the option keep their behaviour
+    assert PersonalizedNet(old).encoder.stem[1].running_mean is not None

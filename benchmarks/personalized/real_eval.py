@@ -86,8 +86,8 @@ def evaluate_real(spm: Path, work: Path, base_model: str, steps: int, crop: int,
         seconds = time.perf_counter() - t0
         model, _ = load_with_adapter(out, base_model)
         size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
-        n_trainable = count_adapter_parameters(model) + sum(p.numel() for p in model.seg_head.parameters()) \
-            if method != "full" else n_base
+        n_trainable = count_adapter_parameters(model) + sum(p.numel() for p in model.seg_head[-1].parameters()) \
+            if method != "full" else n_base  # same label set: adapters + the head's final classifier are tuned
         results[method] = {"dice": evaluate_model(model, spm, labels), "finetune_seconds": round(seconds, 1),
                            "adapter_bytes": size, "trainable_params": int(n_trainable),
                            "fraction_of_base": n_trainable / n_base}

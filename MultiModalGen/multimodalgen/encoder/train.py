@@ -27,6 +27,7 @@ import torch
 from multimodalgen.encoder.loss import make_heads, multilevel_contrastive_loss
 from multimodalgen.encoder.network import UNet3D, UNetConfig
 from multimodalgen.synthesis.config import ENGINE_VERSION, EngineConfig
+from multimodalgen.synthesis.labels import ROLE_NAMES
 from multimodalgen.synthesis.views import generate_batch
 
 CHECKPOINT_FORMAT = 1
@@ -44,6 +45,7 @@ class TrainConfig:
     temperature: float = 0.33
     identity_weight: float = 0.0      # voxel identity InfoNCE term (see encoder.loss), 0 = pure SupCon
     identity_temperature: float = 0.2
+    role_weight: float = 0.0          # anatomical-role cross-entropy on layered phantoms (see `role_loss`), 0 = off
     proj_dim: int = 128
     lr: float = 1e-3
     min_lr_fraction: float = 0.05     # cosine decay from lr to lr * this over `steps`
@@ -51,6 +53,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     grad_clip: float = 5.0
     seed: int = 0
+    init_from: str = ""               # optional: network weights to start from (training checkpoint or encoder folder)
     checkpoint_every: int = 25
     snapshot_every: int = 500
     log_every: int = 5
@@ -87,6 +90,23 @@ class TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
+def role_loss(classifier: torch.nn.Module, features: torch.Tensor, roles: torch.Tensor) -> torch.Tensor | None:
+    """Class-balanced cross-entropy of a linear role classifier on the output features.
+
+    features `(N, 16, I, J, K)`, roles `(N, I, J, K)` int64 (-1 = ignored; see `synthesis.labels.label_roles`).
+    Returns None when no voxel has a role. Layered phantoms give their bands the same roles in every sample, so
+    this asks the features to tell outer fluid / ribbon / core apart linearly in any contrast (SynthSeg-style
+    domain randomisation, no real data); the SupCon term keeps every other structure distinct."""
+    valid = roles >= 0
+    if not bool(valid.any()):
+        return None
+    logits = classifier(features)
+    counts = torch.bincount(roles[valid], minlength=logits.shape[1]).float()
+    weight = torch.where(counts > 0, counts.sum() / (counts.clamp_min(1) * (counts > 0).sum()), counts)
+    return torch.nn.functional.cross_entropy(logits, roles.clamp_min(0) * valid + (~valid) * -100,
+                                             weight=weight, ignore_index=-100)
+
+
 def learning_rate(cfg: TrainConfig, step: int) -> float:
     """Linear warm-up then cosine decay to `lr * min_lr_fraction` at `steps`."""
     if step < cfg.warmup_steps:
@@ -96,13 +116,34 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 
 def build(cfg: TrainConfig, device: torch.device) -> tuple[UNet3D, torch.nn.ModuleList, torch.optim.Optimizer]:
-    """Network, projection heads and optimiser for `cfg` (deterministic initialisation from `cfg.seed`)."""
+    """Network, training heads and optimiser for `cfg` (deterministic initialisation from `cfg.seed`).
+
+    The heads are one projection head per level, plus (with `role_weight > 0`) a last entry: a linear 1x1x1
+    role classifier on the 16 output channels. Heads are training-only and never shipped."""
     torch.manual_seed(cfg.seed)
     model = UNet3D(cfg.network).to(device)
-    heads = make_heads(model.level_channels(), cfg.proj_dim).to(device)
+    heads = make_heads(model.level_channels(), cfg.proj_dim)
+    if cfg.role_weight > 0:
+        heads.append(torch.nn.Conv3d(cfg.network.out_channels, len(ROLE_NAMES), 1))
+    heads = heads.to(device)
     params = list(model.parameters()) + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
     return model, heads, opt
+
+
+def initial_weights(source: str | Path, device: torch.device) -> dict[str, torch.Tensor]:
+    """Float32 network state dict from a training checkpoint (`*.pt` with a "model" entry) or a shipped encoder
+    folder (`multimodalgen.encoder.weights.load_encoder`), for `TrainConfig.init_from`."""
+    path = Path(source)
+    if path.is_dir():
+        from multimodalgen.encoder.weights import load_encoder
+        return {k: v.float() for k, v in load_encoder(path).state_dict().items()}
+    if not path.is_file():
+        raise FileNotFoundError(f"init_from {str(path)!r} is neither a checkpoint file nor an encoder folder")
+    state = load_checkpoint(path, device)
+    if "model" not in state:
+        raise ValueError(f"init_from {str(path)!r} has no 'model' entry; expected a pretraining checkpoint")
+    return {k: v.float() for k, v in state["model"].items()}
 
 
 def save_checkpoint(path: Path, cfg: TrainConfig, step: int, model: UNet3D, heads: torch.nn.Module,
@@ -126,7 +167,8 @@ def train_step(cfg: TrainConfig, step: int, model: UNet3D, heads: torch.nn.Modul
     """One optimisation step (data for `step` is a pure function of cfg.seed and step). Returns log values."""
     t0 = time.perf_counter()
     base = (cfg.seed * 1_000_003 + step) * cfg.batch_size
-    images, labels = generate_batch(cfg.engine, [base + i for i in range(cfg.batch_size)], device)
+    images, labels, roles = generate_batch(cfg.engine, [base + i for i in range(cfg.batch_size)], device,
+                                           with_roles=True)
     t_data = time.perf_counter() - t0
     b, v = images.shape[:2]
     x = images.reshape(b * v, 1, *images.shape[2:])
@@ -135,11 +177,18 @@ def train_step(cfg: TrainConfig, step: int, model: UNet3D, heads: torch.nn.Modul
         group["lr"] = lr
     model.train()
     heads.train()
-    _, levels = model(x, return_levels=True)
+    out, levels = model(x, return_levels=True)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed * 7919 + step)
-    loss, per_level = multilevel_contrastive_loss(levels, labels, heads, cfg.n_voxels, cfg.temperature, gen,
+    proj_heads = heads[:len(levels)]
+    loss, per_level = multilevel_contrastive_loss(levels, labels, proj_heads, cfg.n_voxels, cfg.temperature, gen,
                                                   cfg.identity_weight, cfg.identity_temperature)
+    role_value = None
+    if cfg.role_weight > 0:
+        role = role_loss(heads[len(levels)], out, roles.reshape(b * v, *roles.shape[2:]))
+        if role is not None:
+            loss = loss + cfg.role_weight * role
+            role_value = round(float(role.detach()), 4)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(heads.parameters()), cfg.grad_clip)
@@ -147,7 +196,7 @@ def train_step(cfg: TrainConfig, step: int, model: UNet3D, heads: torch.nn.Modul
     dt = time.perf_counter() - t0
     return {"step": step + 1, "loss": float(loss.detach()), "levels": [round(v_, 4) for v_ in per_level],
             "lr": lr, "grad_norm": float(grad_norm), "sec_per_step": round(dt, 3), "data_sec": round(t_data, 3),
-            "samples_per_sec": round(b / dt, 3), "n_labels": int(labels.max()) + 1}
+            "samples_per_sec": round(b / dt, 3), "n_labels": int(labels.max()) + 1, "role": role_value}
 
 
 def pretrain(cfg: TrainConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
@@ -163,6 +212,8 @@ def pretrain(cfg: TrainConfig, out_dir: str | Path, device: torch.device, resume
     last = out / "last.pt"
     model, heads, opt = build(cfg, device)
     step = 0
+    if cfg.init_from and not (resume and last.exists()):
+        model.load_state_dict(initial_weights(cfg.init_from, device))
     if resume and last.exists():
         state = load_checkpoint(last, device)
         if state["config"] != cfg.to_dict():

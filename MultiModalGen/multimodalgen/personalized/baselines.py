@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from multimodalgen.encoder.network import UNet3D
 from multimodalgen.personalized.config import PersonalizedConfig
-from multimodalgen.personalized.model import _head
+from multimodalgen.personalized.model import _head, use_volume_statistics
 
 
 class ConcatNet(nn.Module):
@@ -24,6 +24,8 @@ class ConcatNet(nn.Module):
         self.config = config or PersonalizedConfig()
         enc = dataclasses.replace(self.config.encoder, in_channels=len(self.config.modalities))
         self.encoder = UNet3D(enc)
+        if self.config.encoder_norm == "volume":
+            use_volume_statistics(self.encoder)
         self.seg_head = _head(enc.out_channels, self.config.head_width, self.config.n_classes)
 
     def forward(self, images: torch.Tensor, present: torch.Tensor, reconstruct: bool = False) -> dict:

@@ -25,6 +25,11 @@ class PersonalizedConfig:
         early_intervention: the first present modality's pooled bottleneck token conditions the other
             modalities' encoders right after the stem (FiLM scale and shift).
         decoder_width, head_width: hidden channels of the modality decoders g_m and the segmentation head.
+        encoder_norm: "volume" (default): the encoder's BatchNorm layers keep no running statistics and normalise
+            with the statistics of the volume being encoded, in training and at inference alike (instance-norm
+            behaviour; inference is whole-volume, so this is deterministic). Each modality thus gets its own
+            statistics instead of a running mean over all contrasts, which a missing-modality model needs.
+            "running": classic BatchNorm with running statistics (personalized-v1).
     """
 
     modalities: tuple[str, ...] = ("T1", "T2", "PD")
@@ -35,6 +40,7 @@ class PersonalizedConfig:
     early_intervention: bool = False
     decoder_width: int = 16
     head_width: int = 16
+    encoder_norm: str = "volume"
 
     def __post_init__(self) -> None:
         if not self.modalities or len(set(self.modalities)) != len(self.modalities):
@@ -43,6 +49,8 @@ class PersonalizedConfig:
             raise ValueError(f"need >= 2 labels (background + classes), got {self.labels!r}")
         if self.encoder.in_channels != 1:
             raise ValueError("the shared encoder takes one modality at a time (in_channels = 1)")
+        if self.encoder_norm not in ("volume", "running"):
+            raise ValueError(f"encoder_norm must be 'volume' or 'running', got {self.encoder_norm!r}")
         if self.prior_grid < 1 or self.decoder_width < 1 or self.head_width < 1:
             raise ValueError("prior_grid, decoder_width and head_width must be >= 1")
 
@@ -69,6 +77,7 @@ class PersonalizedConfig:
             raise ValueError(f"unknown PersonalizedConfig keys {sorted(unknown)}")
         if "encoder" in data:
             data["encoder"] = UNetConfig.from_dict(data["encoder"])
+        data.setdefault("encoder_norm", "running")  # configs written before the field existed (personalized-v1)
         for key in ("modalities", "labels"):
             if key in data:
                 data[key] = tuple(data[key])

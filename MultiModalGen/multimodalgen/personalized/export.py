@@ -1,7 +1,7 @@
 """Export a finished training run as a shipped personalized model (fp16) with a MODEL_CARD.md.
 
-    python -m multimodalgen.personalized.export --run DIR --out MultiModalGen/Resources/Models/personalized-v1
-        [--metrics results.json]
+    python -m multimodalgen.personalized.export --run DIR --out MultiModalGen/Resources/Models/personalized-v2
+        [--name personalized-v2] [--metrics results.json]
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from multimodalgen.personalized.train import TrainConfig, build_model
 from multimodalgen.personalized.weights import save_model
 
 
-def export_run(run: Path, out: Path, metrics: dict | None = None, name: str = "personalized-v1") -> Path:
+def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | None = None) -> Path:
     """Write `out/config.json`, `out/model.safetensors` (fp16) and `out/MODEL_CARD.md` from `run/last.pt`."""
     from multimodalgen.personalized.synthetic import SYNTH_VERSION
+
+    name = name or out.name
 
     state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
     cfg = TrainConfig.from_dict(state["config"])
@@ -43,7 +45,8 @@ def export_run(run: Path, out: Path, metrics: dict | None = None, name: str = "p
              f"cosine), modality dropout p_keep {cfg.p_keep}",
              f"- losses: seg {cfg.w_seg}, reconstruction {cfg.w_rec}, invariance {cfg.w_inv}, prior {cfg.w_prior}; "
              f"MR-Pretrain {cfg.mr_pretrain}, GM-Coord {cfg.gm_coord}",
-             f"- encoder initialised from: {cfg.init_encoder or 'random'}",
+             f"- encoder initialised from: {cfg.init_encoder or 'random'}; encoder normalisation: "
+             f"{cfg.model.encoder_norm} statistics",
              f"- data engine: {SYNTH_VERSION} (multimodalgen.personalized.synthetic; fixed spin-echo g_m per "
              "modality)", "",
              "## Files", "",
@@ -62,10 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--name", default=None, help="model name (default: the --out folder's name)")
     p.add_argument("--metrics", default=None, help="JSON file with benchmark metrics to put in the card")
     a = p.parse_args(argv)
     metrics = json.loads(Path(a.metrics).read_text()) if a.metrics else None
-    export_run(Path(a.run), Path(a.out), metrics)
+    export_run(Path(a.run), Path(a.out), metrics, a.name)
     return 0
 
 

@@ -89,9 +89,12 @@ def prepare_model(base: PersonalizedNet, labels: tuple[str, ...], cfg: FinetuneC
             p.requires_grad_(True)
         return model, list(model.parameters())
     inject_adapters(model, cfg.adapter_config())
-    for p in model.seg_head.parameters():
+    # same label set: only the head's final 1x1x1 classifier is tuned next to the adapters (keeps the trainable
+    # part under 2 % of the model); a new label set needs the whole new head
+    head = model.seg_head if tuple(labels) != tuple(base.config.labels) else model.seg_head[-1]
+    for p in head.parameters():
         p.requires_grad_(True)
-    return model, adapter_parameters(model) + list(model.seg_head.parameters())
+    return model, adapter_parameters(model) + list(head.parameters())
 
 
 def trainable_state(model: PersonalizedNet, cfg: FinetuneConfig) -> dict[str, torch.Tensor]:

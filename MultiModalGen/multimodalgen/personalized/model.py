@@ -62,6 +62,17 @@ def masked_mean(z: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     return (z * weights.view(shape)).sum(dim=1) / count.view((-1,) + (1,) * (z.dim() - 2))
 
 
+def use_volume_statistics(module: nn.Module) -> None:
+    """Make every BatchNorm in `module` normalise with the current batch's statistics, also in eval mode (no
+    running statistics; see `PersonalizedConfig.encoder_norm`)."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.track_running_stats = False
+            m.running_mean = None
+            m.running_var = None
+            m.num_batches_tracked = None
+
+
 def _head(cin: int, hidden: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv3d(cin, hidden, 3, padding=1), nn.ReLU(inplace=True), nn.Conv3d(hidden, cout, 1))
 
@@ -76,6 +87,8 @@ class PersonalizedNet(nn.Module):
         w = c.encoder.widths
         feat = c.encoder.out_channels
         self.encoder = UNet3D(c.encoder)
+        if c.encoder_norm == "volume":
+            use_volume_statistics(self.encoder)
         self.modality_embedding = nn.Parameter(torch.zeros(len(c.modalities), w[0]))
         self.prior = nn.Parameter(torch.zeros(feat, c.prior_grid, c.prior_grid, c.prior_grid)) if c.prior else None
         self.ei_proj = None
@@ -88,6 +101,19 @@ class PersonalizedNet(nn.Module):
         self.seg_head = _head(feat, c.head_width, c.n_classes)
 
     # -- pieces ---------------------------------------------------------------------------------------------
+    def _run_encoder(self, x: torch.Tensor, shift: torch.Tensor | None, scale: torch.Tensor | None = None,
+                     return_bottleneck: bool = False):
+        """`encoder_forward` on `(N, 1, ...)`; with per-volume normalisation one volume per call, so a volume's
+        features never depend on the other subjects of a batch."""
+        if self.config.encoder_norm != "volume" or x.shape[0] == 1:
+            return encoder_forward(self.encoder, x, shift, scale, return_bottleneck)
+        parts = [encoder_forward(self.encoder, x[i:i + 1], None if shift is None else shift[i:i + 1],
+                                 None if scale is None else scale[i:i + 1], return_bottleneck)
+                 for i in range(x.shape[0])]
+        if return_bottleneck:
+            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        return torch.cat(parts)
+
     def encode(self, images: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """Per-modality features `(B, M, 16, I, J, K)` (zeros where a modality is absent)."""
         b, m = images.shape[:2]
@@ -99,7 +125,7 @@ class PersonalizedNet(nn.Module):
             ref = present.float().argmax(dim=1)                                   # (B,)
             x_ref = images[torch.arange(b), ref][:, None]
             shift = self.modality_embedding[ref]
-            z_ref, reference_token = encoder_forward(self.encoder, x_ref, stem_shift=shift, return_bottleneck=True)
+            z_ref, reference_token = self._run_encoder(x_ref, shift, return_bottleneck=True)
             film = self.ei_proj(reference_token).view(b, m, 2, w0)
         for k in order:
             rows = present[:, k].nonzero(as_tuple=True)[0]
@@ -111,10 +137,10 @@ class PersonalizedNet(nn.Module):
                 is_ref = ref[rows] == k
                 shift = shift + film[rows, k, 1] * (~is_ref)[:, None]
                 scale = film[rows, k, 0] * (~is_ref)[:, None]
-                out = encoder_forward(self.encoder, images[rows, k][:, None], stem_shift=shift, stem_scale=scale)
+                out = self._run_encoder(images[rows, k][:, None], shift, scale)
                 out = torch.where(is_ref[:, None, None, None, None], z_ref[rows], out)
             else:
-                out = encoder_forward(self.encoder, images[rows, k][:, None], stem_shift=shift)
+                out = self._run_encoder(images[rows, k][:, None], shift)
             z = z.index_put((rows, torch.full_like(rows, k)), out)
         return z
 

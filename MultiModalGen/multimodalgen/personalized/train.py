@@ -202,7 +202,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: torch.device | str = "c
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             _save(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": done,
                          "config": cfg.to_dict(), "synth_version": SYNTH_VERSION})
-        progress.update("train", done / cfg.steps, f"step {done}/{cfg.steps} loss {float(loss):.3f}")
+        progress.update("train", done / cfg.steps, f"step {done}/{cfg.steps} loss {float(loss.detach()):.3f}")
     log.close()
     return model.eval()
 

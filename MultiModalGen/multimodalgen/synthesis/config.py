@@ -11,7 +11,9 @@ import dataclasses
 from typing import Any
 
 #: Bump when sampling or rendering changes what a seed produces (recorded in model cards and checkpoints).
-ENGINE_VERSION = "synth-1.0"
+ENGINE_VERSION = "synth-1.1"
+# synth-1.1 adds layered brain-like phantoms (LabelConfig.p_layered); with p_layered = 0 every seed renders exactly
+# what synth-1.0 rendered (the layered parameters are only drawn when p_layered > 0).
 
 
 def _check_range(name: str, value: tuple[float, float], lo: float | None = None, hi: float | None = None) -> None:
@@ -42,13 +44,26 @@ class LabelConfig:
     mask_offset: float = 0.2
     p_envelope: float = 0.5           # probability of a shell (skin/skull-like) around the foreground mask
     envelope_width: tuple[int, int] = (1, 3)        # voxels
+    p_layered: float = 0.0            # replace the inside of the foreground mask by nested folded layers
+    layer_count: tuple[int, int] = (2, 4)           # bands inside the mask (core, ribbon(s), outer fluid)
+    layer_width: tuple[float, float] = (0.06, 0.25)  # band widths, in units of the mask's implicit function
+    layer_fold: tuple[float, float] = (0.03, 0.15)   # amplitude of the folding noise of each band boundary
+    layer_fold_grid: tuple[int, int] = (8, 16)       # coarse grid size of the folding noise (more = finer folds)
+    layer_cavities: tuple[int, int] = (0, 3)         # fluid cavities (ventricle-like) carrying the outer label
+    layer_nuclei: tuple[int, int] = (0, 3)           # deep blobs carrying the second band's (ribbon) label
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_shapes <= self.max_shapes <= 37:
             raise ValueError(f"need 1 <= min_shapes <= max_shapes <= 37, got {self.min_shapes}, {self.max_shapes}")
         for name in ("radius", "exponent", "roughness", "shell_thickness", "elastic_std", "mask_radius"):
             _check_range(name, getattr(self, name), lo=0.0)
-        for name in ("p_partition", "p_foreground_mask", "p_envelope"):
+        _check_range("layer_width", self.layer_width, lo=0.0)
+        _check_range("layer_fold", self.layer_fold, lo=0.0)
+        for name in ("layer_count", "layer_fold_grid", "layer_cavities", "layer_nuclei"):
+            _check_range(name, getattr(self, name), lo=0)
+        if self.layer_count[0] < 2:
+            raise ValueError(f"layer_count must start at >= 2 bands, got {self.layer_count}")
+        for name in ("p_partition", "p_foreground_mask", "p_envelope", "p_layered"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
         if len(self.kind_probs) != 3 or abs(sum(self.kind_probs) - 1.0) > 1e-6:

@@ -10,6 +10,12 @@ Shape kinds (normalised coordinates, longest axis in [-1, 1]):
     1 noise blob:   ellipsoid level set strongly perturbed by smooth noise (irregular, may have holes)
     2 hollow shell: |f - (1 - t)| < t with f the ellipsoid function (a thin ribbon, cortex/wall-like)
 Shapes are painted in order, later ones overwrite earlier ones.
+
+Layered phantoms (probability `LabelConfig.p_layered`, needs a foreground mask): the inside of the mask is
+replaced by nested bands of its implicit function f (core, one or more ribbons, outer fluid), each band boundary
+folded by its own smooth noise (gyri-like); a few deep cavities take the OUTER band's label (ventricles share the
+label of the outer fluid) and a few deep blobs take the second band's label (nuclei share the ribbon's label).
+So one label can have several disconnected parts of different geometry, as tissues do in real anatomy.
 """
 
 from __future__ import annotations
@@ -47,6 +53,12 @@ class LabelParams:
     mask_radii: np.ndarray            # (3,)
     mask_roughness: float
     envelope_width: int               # 0 = no envelope
+    layer_bounds: np.ndarray | None = None    # (n_bands - 1,) decreasing thresholds of f, None = not layered
+    layer_fold: np.ndarray | None = None      # (n_bands - 1,) folding noise amplitude per boundary
+    layer_fold_grid: int = 0
+    blob_centers: np.ndarray | None = None    # (n_blobs, 3) relative to the mask (in mask radii)
+    blob_radii: np.ndarray | None = None      # (n_blobs,) in mask radii
+    blob_is_cavity: np.ndarray | None = None  # (n_blobs,) bool: cavity (outer label) or nucleus (ribbon label)
 
     @property
     def n_shapes(self) -> int:
@@ -85,12 +97,31 @@ def sample_label_params(cfg: LabelConfig, rng: np.random.Generator, shape: tuple
         if rng.random() < cfg.p_partition else 0
     envelope = int(rng.integers(cfg.envelope_width[0], cfg.envelope_width[1] + 1)) \
         if (mask and rng.random() < cfg.p_envelope) else 0
-    return LabelParams(
+    params = LabelParams(
         shape=tuple(int(s) for s in shape), seed=int(rng.integers(0, 2**31 - 1)), partition_regions=partition,
         kinds=kinds.astype(np.int64), centers=centers, radii=radii, rotations=rotations, exponents=exponents,
         roughness=roughness, thickness=thickness, elastic_std=float(rng.uniform(*cfg.elastic_std)),
         mask=mask, mask_center=mask_center, mask_radii=mask_radii, mask_roughness=float(rng.uniform(0.0, 0.25)),
         envelope_width=envelope)
+    if cfg.p_layered > 0 and rng.random() < cfg.p_layered and mask:  # draws nothing when p_layered == 0
+        _sample_layers(cfg, rng, params)
+    return params
+
+
+def _sample_layers(cfg: LabelConfig, rng: np.random.Generator, params: LabelParams) -> None:
+    """Fill the layered-phantom fields of `params` (see the module docstring)."""
+    n_bands = int(rng.integers(cfg.layer_count[0], cfg.layer_count[1] + 1))
+    widths = rng.uniform(*cfg.layer_width, size=n_bands - 1)
+    params.layer_bounds = 1.0 - np.cumsum(widths)
+    params.layer_fold = rng.uniform(*cfg.layer_fold, size=n_bands - 1)
+    params.layer_fold_grid = int(rng.integers(cfg.layer_fold_grid[0], cfg.layer_fold_grid[1] + 1))
+    n_cav = int(rng.integers(cfg.layer_cavities[0], cfg.layer_cavities[1] + 1))
+    n_nuc = int(rng.integers(cfg.layer_nuclei[0], cfg.layer_nuclei[1] + 1))
+    n = n_cav + n_nuc
+    inner = max(0.15, float(params.layer_bounds[-1]))  # keep blobs in the core
+    params.blob_centers = rng.uniform(-0.6, 0.6, size=(n, 3)) * inner
+    params.blob_radii = rng.uniform(0.08, 0.3, size=n) * inner
+    params.blob_is_cavity = np.arange(n) < n_cav
 
 
 def _shape_functions(x: torch.Tensor, params: LabelParams, idx: list[int], gen: torch.Generator) -> torch.Tensor:
@@ -115,6 +146,13 @@ def _shape_functions(x: torch.Tensor, params: LabelParams, idx: list[int], gen: 
 
 def render_labels(params: LabelParams, device: torch.device | str = "cpu") -> torch.Tensor:
     """Deterministically render `params` into an int64 `(I, J, K)` label map with consecutive labels 0..L-1."""
+    return render_labels_with_layers(params, device)[0]
+
+
+def render_labels_with_layers(params: LabelParams, device: torch.device | str = "cpu"
+                              ) -> tuple[torch.Tensor, list[int]]:
+    """`render_labels` plus the final label value of each layered band, outermost first (`[]` when the ensemble
+    is not layered; -1 for a band that ended up with no voxel)."""
     device = torch.device(device)
     shape = params.shape
     gen = make_generator(params.seed, device)
@@ -142,11 +180,63 @@ def render_labels(params: LabelParams, device: torch.device | str = "cpu") -> to
         f = _upsample(f[None], shape)[0]
         inside = f < 1.0
         labels = torch.where(inside, labels + 1, torch.zeros_like(labels))
+        if params.layer_bounds is not None:
+            base = int(labels.max()) + 1
+            band_values = [base + b for b in range(len(params.layer_bounds) + 1)]
+            layered = _render_layers(params, f, x, coarse, shape, gen, device) + base
+            labels = torch.where(inside, layered, labels)
         if params.envelope_width > 0:
             w = params.envelope_width
             shell = max_filter(inside, w) & ~min_filter(inside, w)
             labels = torch.where(shell, labels.max() + 1, labels)
-    return relabel_consecutive(labels)
+    values = torch.unique(labels)
+    final = relabel_consecutive(labels)
+    layer_labels = []
+    if params.mask and params.layer_bounds is not None:
+        present = values.tolist()
+        layer_labels = [present.index(v) if v in present else -1 for v in band_values]
+    return final, layer_labels
+
+
+#: Anatomical roles of a layered phantom's labels (`label_roles`); -1 = no role (not layered, outside, middle band).
+ROLE_NAMES = ("outer fluid", "ribbon", "core")
+
+
+def label_roles(layer_labels: list[int], n_labels: int) -> torch.Tensor:
+    """Role of every label `(n_labels,)` int64: 0 outer band (and its cavities), 1 second band (and its nuclei),
+    2 core, -1 otherwise. `layer_labels` is the outermost-first list of `render_labels_with_layers`."""
+    roles = torch.full((n_labels,), -1, dtype=torch.int64)
+    if layer_labels:
+        for band, role in ((0, 0), (1, 1), (len(layer_labels) - 1, 2)):
+            if layer_labels[band] >= 0:
+                roles[layer_labels[band]] = role
+    return roles
+
+
+def _render_layers(params: LabelParams, f: torch.Tensor, x: torch.Tensor, coarse: tuple[int, int, int],
+                   shape: tuple[int, int, int], gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Band index map `(I, J, K)` int64 (0 = outermost band ... n-1 = core) of a layered phantom.
+
+    `f` `(I, J, K)` is the mask's implicit function (< 1 inside, ~0 at its centre), `x` the (warped) coarse
+    coordinates `(i, j, k, 3)`."""
+    bounds = params.layer_bounds
+    # boundaries fold together (a shared field, like a cortical ribbon following its gyri) plus a little each
+    folds = smooth_noise(gen, len(bounds) + 1, params.layer_fold_grid, coarse, device)
+    folds = _upsample(folds[:1] + 0.35 * folds[1:], shape)
+    band = torch.zeros(shape, dtype=torch.int64, device=device)
+    for b, (t, amp) in enumerate(zip(bounds, params.layer_fold)):
+        band = band + (f < float(t) + float(amp) * folds[b]).long()
+    if params.blob_centers is not None and len(params.blob_centers):
+        c0 = torch.as_tensor(params.mask_center, dtype=torch.float32, device=device)
+        r0 = torch.as_tensor(params.mask_radii, dtype=torch.float32, device=device)
+        rel = (x - c0) / r0                                                           # mask-relative coordinates
+        noise = smooth_noise(gen, len(params.blob_radii), 5, coarse, device)
+        for i, (c, r) in enumerate(zip(params.blob_centers, params.blob_radii)):
+            d = (rel - torch.as_tensor(c, dtype=torch.float32, device=device)).norm(dim=-1) / float(r)
+            blob = _upsample((d + 0.3 * noise[i])[None], shape)[0] < 1.0
+            value = 0 if params.blob_is_cavity[i] else min(1, len(bounds))
+            band = torch.where(blob, torch.full_like(band, value), band)
+    return band
 
 
 def _coarse_coordinates(shape: tuple[int, int, int], coarse: tuple[int, int, int],

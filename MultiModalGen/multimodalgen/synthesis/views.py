@@ -17,7 +17,7 @@ import torch
 from multimodalgen.synthesis.appearance import AppearanceParams, render_appearance, sample_appearance_params
 from multimodalgen.synthesis.config import EngineConfig
 from multimodalgen.synthesis.fields import make_generator, multiscale_noise, warp_labels
-from multimodalgen.synthesis.labels import LabelParams, render_labels, sample_label_params
+from multimodalgen.synthesis.labels import LabelParams, label_roles, render_labels_with_layers, sample_label_params
 
 
 @dataclasses.dataclass
@@ -46,8 +46,17 @@ def sample_params(cfg: EngineConfig, seed: int) -> SampleParams:
 
 def render_sample(params: SampleParams, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministically render a sample: images `(V, I, J, K)` float32, labels `(V, I, J, K)` int64."""
+    images, labels, _ = render_sample_with_roles(params, device)
+    return images, labels
+
+
+def render_sample_with_roles(params: SampleParams, device: torch.device | str = "cpu"
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`render_sample` plus the anatomical role map of each view `(V, I, J, K)` int64 (`labels.label_roles`:
+    0 outer fluid, 1 ribbon, 2 core of a layered phantom; -1 elsewhere and for non-layered samples)."""
     device = torch.device(device)
-    base = render_labels(params.labels, device)
+    base, layer_labels = render_labels_with_layers(params.labels, device)
+    roles = label_roles(layer_labels, int(base.max()) + 1).to(device)
     images, labels = [], []
     for view, appearance in enumerate(params.appearances):
         lab = base
@@ -59,14 +68,17 @@ def render_sample(params: SampleParams, device: torch.device | str = "cpu") -> t
             lab = warp_labels(base, disp)
         images.append(render_appearance(lab, appearance, device))
         labels.append(lab)
-    return torch.stack(images), torch.stack(labels)
+    labels_t = torch.stack(labels)
+    return torch.stack(images), labels_t, roles[labels_t]
 
 
-def generate_batch(cfg: EngineConfig, seeds: list[int], device: torch.device | str = "cpu"
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Render samples for `seeds`: images `(B, V, I, J, K)` float32, labels `(B, V, I, J, K)` int64."""
-    out = [render_sample(sample_params(cfg, s), device) for s in seeds]
-    return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])
+def generate_batch(cfg: EngineConfig, seeds: list[int], device: torch.device | str = "cpu",
+                   with_roles: bool = False):
+    """Render samples for `seeds`: images `(B, V, I, J, K)` float32, labels `(B, V, I, J, K)` int64 (and, with
+    `with_roles`, role maps `(B, V, I, J, K)` int64, see `render_sample_with_roles`)."""
+    out = [render_sample_with_roles(sample_params(cfg, s), device) for s in seeds]
+    batch = (torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out]))
+    return batch + (torch.stack([o[2] for o in out]),) if with_roles else batch
 
 
 def measure_throughput(cfg: EngineConfig, n_samples: int = 4, device: torch.device | str = "cpu",
