@@ -169,3 +169,31 @@ def test_volume_norm_uses_each_volume_statistics_in_eval_mode():
     old = PersonalizedConfig.from_dict({k: v for k, v in tiny_config().to_dict().items() if k != "encoder_norm"})
     assert old.encoder_norm == "running"  # configs from before the option keep their behaviour
     assert PersonalizedNet(old).encoder.stem[1].running_mean is not None
+
+
+def test_working_spacing_round_trip_and_segment_on_native_grid():
+    """A model with a working spacing runs on a resampled grid and returns labels on the images' own grid."""
+    import numpy as np
+
+    from multimodalgen.personalized.inference import segment_volumes
+    from multimodalgen.personalized.prepare import from_working_grid, to_working_grid, working_size
+    from multimodalgen.volume import Volume
+
+    assert working_size((40, 30, 20), (1.0, 2.0, 4.0), 4.0) == (10, 15, 20)
+    assert working_size((40, 30, 20), (1.0, 2.0, 4.0), 0.0) == (40, 30, 20)
+    x = torch.rand(1, 3, 40, 30, 20)
+    small = to_working_grid(x, (1.0, 2.0, 4.0), 4.0)
+    assert small.shape == (1, 3, 10, 15, 20)
+    assert from_working_grid(small, (40, 30, 20)).shape == x.shape
+    labels = torch.randint(0, 4, (1, 40, 30, 20))
+    small_labels = to_working_grid(labels, (1.0, 2.0, 4.0), 4.0, labels=True)
+    assert small_labels.shape == (1, 10, 15, 20) and small_labels.dtype == labels.dtype
+    assert set(small_labels.unique().tolist()) <= set(range(4))
+    with pytest.raises(ValueError):
+        tiny_config(working_spacing=-1.0)
+    torch.manual_seed(0)
+    model = PersonalizedNet(tiny_config(working_spacing=2.0)).eval()
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    image = Volume(np.random.default_rng(0).random((24, 20, 16)).astype(np.float32), affine, "T1")
+    out = segment_volumes({"T1": image}, model=model)
+    assert out.array.shape == (24, 20, 16) and out.array.dtype == np.uint8

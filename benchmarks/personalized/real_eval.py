@@ -4,6 +4,8 @@ Fine-tune on oldnorm T1/T2/PD (smoothed templates) with labels from oldseg CSF/G
 maps where the largest is >= 0.5, else background; values 1 CSF, 2 GM, 3 WM = the model's label set), then test on
 avg152 T1/T2/PD (unsmoothed ICBM152 averages, another contrast set) against the same labels, for all 7 subsets.
 Methods: base model without adapter, MoR adapter, plain LoRA (one rank), full fine-tuning -- same steps and crops.
+Everything runs at the model's working spacing (`PersonalizedConfig.working_spacing`); Dice is computed on the
+native 2 mm label grid after resampling the probabilities back.
 Also: adapter size, fine-tuning time on CPU, and the time of MoR fine-tuning on 5 synthetic 128^3 cases.
 """
 
@@ -47,11 +49,13 @@ def evaluate_model(model, spm: Path, labels: Volume, ttp_steps: int = 0) -> dict
     """Mean foreground Dice on avg152 for every subset (each modality encoded once; with `ttp_steps`, only the
     all-modalities subset, after test-time personalization on it)."""
     from multimodalgen.personalized.evaluate import predict_subsets
-    from multimodalgen.personalized.prepare import pad_to_multiple, stack_images
+    from multimodalgen.personalized.prepare import from_working_grid, pad_to_multiple, stack_images, to_working_grid
 
     images = {m: read_volume(spm / f"avg152{m}.nii.gz", m) for m in MODALITIES}
-    array, _, _ = stack_images(images, model.config.modalities)
-    x, size = pad_to_multiple(torch.from_numpy(array)[None], model.config.encoder.divisor)
+    array, _, reference = stack_images(images, model.config.modalities)
+    native = tuple(array.shape[1:])
+    x = to_working_grid(torch.from_numpy(array)[None], reference.spacing, model.config.working_spacing)
+    x, size = pad_to_multiple(x, model.config.encoder.divisor)
     target = torch.from_numpy(labels.array.astype(np.int64))
     subsets = all_subsets(MODALITIES)
     if ttp_steps:
@@ -62,7 +66,7 @@ def evaluate_model(model, spm: Path, labels: Volume, ttp_steps: int = 0) -> dict
     probs = predict_subsets(model, x, subsets, model.config.modalities)
     out = {}
     for key, p in probs.items():
-        pred = p.argmax(1)[0, : size[0], : size[1], : size[2]]
+        pred = from_working_grid(p[..., : size[0], : size[1], : size[2]], native).argmax(1)[0]
         out[key] = float(np.nanmean(dice_per_class(pred, target, 4)))
     return out
 
@@ -99,7 +103,8 @@ def evaluate_real(spm: Path, work: Path, base_model: str, steps: int, crop: int,
 
 
 def time_five_cases(steps: int, crop: int, base_model: str | None = None, size: int = 128) -> dict:
-    """MoR fine-tuning time on 5 synthetic cases of size^3 (in memory), `steps` steps of `crop`^3 crops."""
+    """MoR fine-tuning time on 5 synthetic cases of size^3 at 1 mm (in memory), `steps` steps of `crop`^3 crops
+    at the model's working spacing."""
     from multimodalgen.personalized.cases import LoadedCase
     from multimodalgen.personalized.finetune import FinetuneConfig, finetune_cases
     from multimodalgen.personalized.synthetic import sample_subject
@@ -109,7 +114,8 @@ def time_five_cases(steps: int, crop: int, base_model: str | None = None, size: 
     cases = []
     for i in range(5):
         images, labels = sample_subject(800_000_000 + i, (size, size, size), MODALITIES)
-        cases.append(LoadedCase(f"s{i}", images.numpy(), np.ones(3, bool), labels.numpy()))
+        # 1 mm voxels, as a 128^3 clinical crop would have; the model resamples to its working spacing
+        cases.append(LoadedCase(f"s{i}", images.numpy(), np.ones(3, bool), labels.numpy(), (1.0, 1.0, 1.0)))
     cfg = FinetuneConfig(steps=steps, crop=crop, val_fraction=0.2, val_every=steps)
     t0 = time.perf_counter()
     _, record = finetune_cases(base, cases, base.config.labels, cfg)

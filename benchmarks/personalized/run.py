@@ -5,7 +5,7 @@
         [--skip-real] [--skip-timing] [--out results.json]
 
 Synthetic: see `synthetic_eval.py` (trains the four runs in --work with the same budget, or reuses finished ones).
-Real: see `real_eval.py` (needs the shipped personalized-v1 model or --base-model). Targets (issue 7): worst-subset
+Real: see `real_eval.py` (needs the shipped personalized-v2 model or --base-model). Targets (issue 7): worst-subset
 Dice within 0.02 of all-modalities for X_h while concat drops >= 0.05; TTP gain > 0; MoR within 0.01 Dice of full
 fine-tuning with <= 2 % of the parameters; adapter file <= 1 MB; fine-tuning 5 cases of 128^3 <= 5 min on CPU.
 """
@@ -57,7 +57,7 @@ def main() -> int:
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[3] / "shared" / "data"))
     p.add_argument("--work", default="/work/ckpt/personalized")
     p.add_argument("--init-encoder", default="/work/ckpt/personalized/encoder_init.pt")
-    p.add_argument("--base-model", default="personalized-v1")
+    p.add_argument("--base-model", default="personalized-v2")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--n-subjects", type=int, default=6)
     p.add_argument("--ttp-steps", type=int, default=5)

@@ -35,6 +35,7 @@ class LoadedCase:
     array: np.ndarray
     present: np.ndarray
     labels: np.ndarray
+    spacing: tuple[float, float, float] | None = None   # mm per voxel axis (None: unknown, used as is)
 
 
 def read_cases(csv_path: str | Path, known_modalities: tuple[str, ...]) -> list[Case]:
@@ -101,4 +102,4 @@ def load_case(case: Case, modalities: tuple[str, ...], n_classes: int | None = N
         raise UserInputError(f"case {case.name}: label value {int(labels.max())} outside the label set",
                              expected=f"values 0..{n_classes - 1}", got=f"max {int(labels.max())}",
                              fix="pass --labels with one name per label value")
-    return LoadedCase(case.name, array, present, labels)
+    return LoadedCase(case.name, array, present, labels, tuple(float(v) for v in reference.spacing))

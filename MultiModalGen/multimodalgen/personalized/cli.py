@@ -15,7 +15,7 @@ def add_parser(subparsers) -> None:
     ft.add_argument("--out", required=True, help="adapter folder to write (or a name: then it goes into the user "
                     "adapter folder)")
     ft.add_argument("--base-model", default=None, help="personalized model folder or name (default "
-                    "personalized-v1)")
+                    "personalized-v2)")
     ft.add_argument("--labels", default=None, help="comma-separated label names, value 0 first (default: the base "
                     "model's label set)")
     ft.add_argument("--method", choices=("mor", "lora", "full"), default="mor")

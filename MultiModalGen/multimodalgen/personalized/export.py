@@ -1,12 +1,13 @@
 """Export a finished training run as a shipped personalized model (fp16) with a MODEL_CARD.md.
 
     python -m multimodalgen.personalized.export --run DIR --out MultiModalGen/Resources/Models/personalized-v2
-        [--name personalized-v2] [--metrics results.json]
+        [--name personalized-v2] [--working-spacing 4] [--metrics results.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from multimodalgen.personalized.train import TrainConfig, build_model
 from multimodalgen.personalized.weights import save_model
 
 
-def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | None = None) -> Path:
+def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | None = None,
+               working_spacing: float = 0.0) -> Path:
     """Write `out/config.json`, `out/model.safetensors` (fp16) and `out/MODEL_CARD.md` from `run/last.pt`."""
     from multimodalgen.personalized.synthetic import SYNTH_VERSION
 
@@ -28,6 +30,8 @@ def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | No
         raise ValueError("only X_h runs (kind 'xh') can be exported as personalized models")
     model = build_model(TrainConfig.from_dict({**state["config"], "init_encoder": None}))
     model.load_state_dict(state["model"])
+    if working_spacing:
+        model.config = dataclasses.replace(model.config, working_spacing=float(working_spacing))
     training = {"steps": int(state["step"]), "train_config": cfg.to_dict(), "synth_version": SYNTH_VERSION,
                 "command": f"python -m multimodalgen.personalized.train --config {run / 'config.json'} --out {run}"}
     ref = save_model(out, model.eval(), name=name, training=training,
@@ -46,7 +50,8 @@ def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | No
              f"- losses: seg {cfg.w_seg}, reconstruction {cfg.w_rec}, invariance {cfg.w_inv}, prior {cfg.w_prior}; "
              f"MR-Pretrain {cfg.mr_pretrain}, GM-Coord {cfg.gm_coord}",
              f"- encoder initialised from: {cfg.init_encoder or 'random'}; encoder normalisation: "
-             f"{cfg.model.encoder_norm} statistics",
+             f"{cfg.model.encoder_norm} statistics; working spacing {model.config.working_spacing} mm "
+             "(images are resampled to it and the probabilities back; 0 = the images' own grid)",
              f"- data engine: {SYNTH_VERSION} (multimodalgen.personalized.synthetic; fixed spin-echo g_m per "
              "modality)", "",
              "## Files", "",
@@ -67,9 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--name", default=None, help="model name (default: the --out folder's name)")
     p.add_argument("--metrics", default=None, help="JSON file with benchmark metrics to put in the card")
+    p.add_argument("--working-spacing", type=float, default=0.0,
+                   help="mm the model runs at (PersonalizedConfig.working_spacing; 0 = the images' grid)")
     a = p.parse_args(argv)
     metrics = json.loads(Path(a.metrics).read_text()) if a.metrics else None
-    export_run(Path(a.run), Path(a.out), metrics, a.name)
+    export_run(Path(a.run), Path(a.out), metrics, a.name, a.working_spacing)
     return 0
 
 

@@ -32,7 +32,7 @@ from multimodalgen.personalized.evaluate import dice_per_class
 from multimodalgen.personalized.losses import (invariance_loss, masked_reconstruction_loss, random_patch_mask,
                                                reconstruction_loss, segmentation_loss)
 from multimodalgen.personalized.model import PersonalizedNet, _head
-from multimodalgen.personalized.prepare import pad_to_multiple
+from multimodalgen.personalized.prepare import pad_to_multiple, to_working_grid
 from multimodalgen.personalized.train import sample_present
 from multimodalgen.progress import Progress
 
@@ -146,12 +146,24 @@ def _label_free_loss(model, x, present, gen) -> torch.Tensor:
     return loss + masked_reconstruction_loss(recon, x, mask, present)
 
 
+def to_working_case(case: LoadedCase, working_spacing: float) -> LoadedCase:
+    """The case resampled to the model's working spacing (images linear, labels nearest); unchanged when the
+    model runs on the native grid or the case's spacing is unknown."""
+    if working_spacing <= 0 or case.spacing is None:
+        return case
+    x = to_working_grid(torch.from_numpy(case.array)[None], case.spacing, working_spacing)[0]
+    y = to_working_grid(torch.from_numpy(case.labels)[None], case.spacing, working_spacing, labels=True)[0]
+    return LoadedCase(case.name, x.numpy().astype(np.float32), case.present, y.numpy().astype(np.int64),
+                      (working_spacing,) * 3)
+
+
 def finetune_cases(base: PersonalizedNet, cases: list[LoadedCase], labels: tuple[str, ...], cfg: FinetuneConfig,
                    device: torch.device | str = "cpu", progress: Progress | None = None,
                    checkpoint: Path | None = None) -> tuple[PersonalizedNet, dict[str, Any]]:
     """Fine-tune on loaded cases; returns `(model with the best weights, training record)`."""
     progress = progress or Progress.null()
     device = torch.device(device)
+    cases = [to_working_case(c, base.config.working_spacing) for c in cases]
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(cases))
     n_val = int(round(cfg.val_fraction * len(cases))) if len(cases) >= 2 else 0

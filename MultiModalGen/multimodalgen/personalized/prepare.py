@@ -63,7 +63,34 @@ def stack_images(images: dict[str, Volume], modalities: tuple[str, ...], resampl
 
 
 def pad_to_multiple(x: torch.Tensor, divisor: int) -> tuple[torch.Tensor, tuple[int, int, int]]:
-    """Zero-pad the last three axes up to multiples of `divisor` (at the end); returns the original size."""
+    """Zero-pad the last three axes (at the end) up to multiples of `divisor`, and to at least `2 * divisor` so the
+    coarsest level keeps >= 2 voxels per axis (per-volume normalisation needs more than one value per channel).
+    Returns the padded tensor and the original size."""
     size = tuple(int(s) for s in x.shape[-3:])
-    pads = [(-s) % divisor for s in size]
+    pads = [max(2 * divisor, s + (-s) % divisor) - s for s in size]
     return F.pad(x, (0, pads[2], 0, pads[1], 0, pads[0])), size
+
+
+def working_size(shape: tuple[int, int, int], spacing, working_spacing: float) -> tuple[int, int, int]:
+    """Grid size `(i, j, k)` covering `shape` voxels of `spacing` mm at `working_spacing` mm (0 = unchanged)."""
+    if working_spacing <= 0:
+        return tuple(int(s) for s in shape)
+    return tuple(max(4, int(round(n * float(sp) / working_spacing))) for n, sp in zip(shape, spacing))
+
+
+def to_working_grid(x: torch.Tensor, spacing, working_spacing: float, labels: bool = False) -> torch.Tensor:
+    """Resample `(B, C, I, J, K)` images (linear) or `(B, I, J, K)` int labels (nearest) from a grid of `spacing`
+    mm `(3,)` to `working_spacing` mm (same field of view, voxel corners aligned); unchanged when it is 0."""
+    size = working_size(tuple(x.shape[-3:]), spacing, working_spacing)
+    if size == tuple(x.shape[-3:]):
+        return x
+    if labels:
+        return F.interpolate(x[:, None].float(), size=size, mode="nearest")[:, 0].to(x.dtype)
+    return F.interpolate(x, size=size, mode="trilinear", align_corners=False)
+
+
+def from_working_grid(logits: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
+    """Resample `(B, C, i, j, k)` logits or probabilities back to the image grid `size` (linear)."""
+    if tuple(logits.shape[-3:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=tuple(size), mode="trilinear", align_corners=False)

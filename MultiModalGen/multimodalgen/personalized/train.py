@@ -195,7 +195,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: torch.device | str = "c
         opt.step()
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
-            row = {"step": done, "loss": float(loss), **{k: round(float(v), 5) for k, v in losses.items()},
+            row = {"step": done, "loss": float(loss.detach()),
+                   **{k: round(float(v.detach()), 5) for k, v in losses.items()},
                    "lr": lr, "sec": round(time.perf_counter() - t0, 1)}
             log.write(json.dumps(row) + "\n")
             log.flush()

@@ -21,7 +21,7 @@ from multimodalgen.errors import UserInputError
 from multimodalgen.personalized.config import PersonalizedConfig
 from multimodalgen.personalized.model import PersonalizedNet
 
-DEFAULT_MODEL = "personalized-v1"
+DEFAULT_MODEL = "personalized-v2"
 WEIGHTS = "model.safetensors"
 
 
@@ -52,7 +52,7 @@ def save_model(folder: str | Path, model: PersonalizedNet, name: str = DEFAULT_M
 
 
 def resolve_model_folder(name_or_path: str | Path | None = None) -> Path:
-    """Folder of a personalized model: a path, a shipped model name, or the default `personalized-v1`."""
+    """Folder of a personalized model: a path, a shipped model name, or the default `personalized-v2`."""
     from multimodalgen.models.registry import shipped_models_dir
 
     if name_or_path is not None and (Path(name_or_path) / "config.json").is_file():
