@@ -98,6 +98,7 @@ def run_segment(args, ctx) -> int:
         write_volume(probs, args.probabilities)
     meta = labels.metadata
     print_result(args, {"out": args.out, "probabilities": args.probabilities, "modalities": meta["modalities"],
-                        "seconds": meta["seconds"], "ttp_seconds": meta["ttp_seconds"]},
+                        "seconds": meta["seconds"], "ttp_seconds": meta["ttp_seconds"],
+                        "working_spacing_mm": meta.get("working_spacing_mm")},
                  f"labels written to {args.out} from {', '.join(meta['modalities'])} in {meta['seconds']} s")
     return 0

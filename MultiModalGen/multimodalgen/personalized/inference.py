@@ -100,7 +100,7 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
     labels = probs.argmax(0).cpu().numpy().astype(np.uint8)
     meta = {"labels": dict(enumerate(model.config.labels)), "modalities": [m for m, p in
             zip(model.config.modalities, present) if p], "seconds": round(time.perf_counter() - t0, 2),
-            "ttp_seconds": round(ttp_seconds, 2), **info}
+            "ttp_seconds": round(ttp_seconds, 2), "working_spacing_mm": model.config.working_spacing or None, **info}
     out = Volume(labels, reference.affine.copy(), "LABEL", meta)
     progress.update("segment", 1.0, "done")
     if return_probabilities:
