@@ -49,13 +49,11 @@ def evaluate_model(model, spm: Path, labels: Volume, ttp_steps: int = 0) -> dict
     """Mean foreground Dice on avg152 for every subset (each modality encoded once; with `ttp_steps`, only the
     all-modalities subset, after test-time personalization on it)."""
     from multimodalgen.personalized.evaluate import predict_subsets
-    from multimodalgen.personalized.prepare import from_working_grid, pad_to_multiple, stack_images, to_working_grid
+    from multimodalgen.personalized.prepare import model_input, stack_images, to_image_grid
 
     images = {m: read_volume(spm / f"avg152{m}.nii.gz", m) for m in MODALITIES}
     array, _, reference = stack_images(images, model.config.modalities)
-    native = tuple(array.shape[1:])
-    x = to_working_grid(torch.from_numpy(array)[None], reference.spacing, model.config.working_spacing)
-    x, size = pad_to_multiple(x, model.config.encoder.divisor)
+    x, size, native = model_input(array, reference.spacing, model.config)
     target = torch.from_numpy(labels.array.astype(np.int64))
     subsets = all_subsets(MODALITIES)
     if ttp_steps:
@@ -66,7 +64,7 @@ def evaluate_model(model, spm: Path, labels: Volume, ttp_steps: int = 0) -> dict
     probs = predict_subsets(model, x, subsets, model.config.modalities)
     out = {}
     for key, p in probs.items():
-        pred = from_working_grid(p[..., : size[0], : size[1], : size[2]], native).argmax(1)[0]
+        pred = to_image_grid(p, size, native).argmax(1)[0]
         out[key] = float(np.nanmean(dice_per_class(pred, target, 4)))
     return out
 

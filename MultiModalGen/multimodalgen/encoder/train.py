@@ -103,8 +103,7 @@ def role_loss(classifier: torch.nn.Module, features: torch.Tensor, roles: torch.
     logits = classifier(features)
     counts = torch.bincount(roles[valid], minlength=logits.shape[1]).float()
     weight = torch.where(counts > 0, counts.sum() / (counts.clamp_min(1) * (counts > 0).sum()), counts)
-    return torch.nn.functional.cross_entropy(logits, roles.clamp_min(0) * valid + (~valid) * -100,
-                                             weight=weight, ignore_index=-100)
+    return torch.nn.functional.cross_entropy(logits, roles, weight=weight, ignore_index=-1)
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:

@@ -16,8 +16,7 @@ from multimodalgen.adapters.inject import inject_adapters, load_adapter_state
 from multimodalgen.adapters.io import load_adapter, resolve_adapter_path
 from multimodalgen.errors import UserInputError
 from multimodalgen.personalized.model import PersonalizedNet, _head
-from multimodalgen.personalized.prepare import (check_modalities, from_working_grid, pad_to_multiple, stack_images,
-                                               to_working_grid)
+from multimodalgen.personalized.prepare import check_modalities, model_input, stack_images, to_image_grid
 from multimodalgen.progress import Progress
 from multimodalgen.volume import Volume
 
@@ -82,9 +81,7 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
         model, info = load_with_adapter(adapter, base_model, device)
     check_modalities(images.keys(), model.config.modalities)
     array, present, reference = stack_images(images, model.config.modalities, resample=resample)
-    native = tuple(array.shape[1:])
-    x = to_working_grid(torch.from_numpy(array)[None], reference.spacing, model.config.working_spacing)
-    x, size = pad_to_multiple(x, model.config.encoder.divisor)
+    x, size, native = model_input(array, reference.spacing, model.config)
     x = x.to(device)
     mask = torch.from_numpy(present)[None].to(device)
     ttp_seconds = 0.0
@@ -95,8 +92,7 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
         model, ttp_seconds = personalize(model, x, mask, steps=ttp_steps)
     progress.update("segment", 0.6, "running the model")
     with torch.no_grad():
-        logits = model(x, mask, reconstruct=False)["logits"][..., : size[0], : size[1], : size[2]]
-        probs = from_working_grid(logits, native).softmax(dim=1)[0]
+        probs = to_image_grid(model(x, mask, reconstruct=False)["logits"], size, native).softmax(dim=1)[0]
     labels = probs.argmax(0).cpu().numpy().astype(np.uint8)
     meta = {"labels": dict(enumerate(model.config.labels)), "modalities": [m for m, p in
             zip(model.config.modalities, present) if p], "seconds": round(time.perf_counter() - t0, 2),

@@ -94,3 +94,19 @@ def from_working_grid(logits: torch.Tensor, size: tuple[int, int, int]) -> torch
     if tuple(logits.shape[-3:]) == tuple(size):
         return logits
     return F.interpolate(logits, size=tuple(size), mode="trilinear", align_corners=False)
+
+
+def model_input(array: np.ndarray, spacing, config) -> tuple[torch.Tensor, tuple[int, int, int], tuple[int, int, int]]:
+    """Stacked images `(M, I, J, K)` on a grid of `spacing` mm -> the model's input `(1, M, i, j, k)` on its working
+    grid (`config.working_spacing`), padded for the encoder; also the unpadded working size and the native size
+    `(I, J, K)` that `to_image_grid` needs to bring the outputs back."""
+    native = tuple(int(s) for s in array.shape[1:])
+    x = to_working_grid(torch.from_numpy(array)[None], spacing, config.working_spacing)
+    x, size = pad_to_multiple(x, config.encoder.divisor)
+    return x, size, native
+
+
+def to_image_grid(outputs: torch.Tensor, size: tuple[int, int, int], native: tuple[int, int, int]) -> torch.Tensor:
+    """Model outputs `(B, C, ...)` on the padded working grid -> `(B, C, I, J, K)` on the images' own grid (the
+    inverse of `model_input`: remove the padding, then resample linearly)."""
+    return from_working_grid(outputs[..., : size[0], : size[1], : size[2]], native)

@@ -192,7 +192,7 @@ def render_labels_with_layers(params: LabelParams, device: torch.device | str = 
     values = torch.unique(labels)
     final = relabel_consecutive(labels)
     layer_labels = []
-    if params.mask and params.layer_bounds is not None:
+    if params.layer_bounds is not None:  # only ever set together with a mask
         present = values.tolist()
         layer_labels = [present.index(v) if v in present else -1 for v in band_values]
     return final, layer_labels
