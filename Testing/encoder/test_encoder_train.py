@@ -129,3 +129,16 @@ def test_role_weight_and_init_from(tmp_path):
     assert all(torch.equal(v, state["model"][k].float()) for k, v in model.state_dict().items())
     with pytest.raises(FileNotFoundError):
         initial_weights(tmp_path / "missing.pt", torch.device("cpu"))
+
+
+def test_resume_accepts_a_checkpoint_written_before_newer_config_fields(tmp_path):
+    """Checkpoints from before `amp` existed resume with the same config (defaults fill the missing field)."""
+    cfg = TrainConfig.from_dict({"engine": {"shape": [16, 16, 16]}, "network": {"widths": [4, 8, 8, 16, 16]},
+                                 "steps": 3, "n_voxels": 16, "proj_dim": 8, "warmup_steps": 1, "amp": True})
+    out = tmp_path / "run"
+    pretrain(cfg, out, torch.device("cpu"), max_steps=1)          # amp is ignored on CPU
+    state = torch.load(out / "last.pt", weights_only=True)
+    del state["config"]["amp"]
+    torch.save(state, out / "last.pt")
+    old_style = TrainConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "amp"})
+    assert pretrain(old_style, out, torch.device("cpu"), resume=True)["step"] == 3

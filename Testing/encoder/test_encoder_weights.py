@@ -75,3 +75,41 @@ def test_cli_features_and_pretrain(tmp_path):
     feats = read_volume(tmp_path / "f.nii.gz")
     assert feats.array.shape == (16, 18, 14, 9)
     assert np.allclose(feats.affine, affine, atol=1e-4)
+
+
+def _tiny_run(tmp_path, name, init_from="", steps=1, seed=0):
+    cfg = TrainConfig.from_dict({"engine": {"shape": [16, 16, 16]}, "network": {"widths": [4, 8, 8, 16, 16]},
+                                 "steps": steps, "n_voxels": 16, "proj_dim": 8, "warmup_steps": 1,
+                                 "init_from": init_from, "seed": seed})
+    pretrain(cfg, tmp_path / name, torch.device("cpu"))
+    return tmp_path / name / "last.pt"
+
+
+def test_staged_export_records_every_stage_and_replayable_configs(tmp_path):
+    first = _tiny_run(tmp_path, "a", steps=2)
+    second = _tiny_run(tmp_path, "b", init_from=str(first), steps=1, seed=1)
+    stages = [{"checkpoint": str(first), "device": "cpu", "note": "from scratch"},
+              {"checkpoint": str(second), "device": "gpu"}]
+    info = export_weights(second, tmp_path / "enc", name="enc-v3", stages=stages)
+    folder = tmp_path / "enc"
+    assert info["step"] == 3 and info["steps_planned"] == 3 and info["version"] == "3.0"
+    assert [r["steps_reached"] for r in info["training_stages"]] == [2, 1]
+    assert info["device_trained"] == "stage 1: cpu; stage 2: gpu"
+    stage1 = TrainConfig.from_json(folder / "pretrain_stage1.json")
+    stage2 = TrainConfig.from_json(folder / "pretrain_stage2.json")
+    assert stage1.init_from == "" and stage2.init_from == "stage1/last.pt" and stage2.seed == 1
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "pretrain_stage2.json --out stage2 --max-steps 1" in card and "| 1 | `pretrain_stage1.json` | 2 / 2 |" in card
+    # a "stage" that does not continue the previous one is refused
+    with pytest.raises(ValueError, match="init_from"):
+        export_weights(first, tmp_path / "bad", stages=[{"checkpoint": str(second)}, {"checkpoint": str(first)}])
+
+
+@pytest.mark.parametrize("name", ["encoder-v1", "encoder-v2"])
+def test_every_shipped_encoder_matches_its_sha256(name):
+    folder = encoder_dir(name)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["name"] == name
+    assert sha256_file(folder / config["weights_file"]) == config["sha256"]
+    for stage in config.get("training_stages", []):
+        TrainConfig.from_json(folder / stage["config_file"])   # every recorded stage config is loadable

@@ -212,7 +212,7 @@ def write_table(rows: list[dict], extra: dict, out: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
-    parser.add_argument("--encoder", default=None, help="shipped encoder folder or name (default encoder-v1)")
+    parser.add_argument("--encoder", default=None, help="shipped encoder folder or name (default: encoder-v2)")
     parser.add_argument("--checkpoint", default=None, help="evaluate a training checkpoint instead")
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--threads", type=int, default=2)

@@ -19,7 +19,7 @@ def add_parser(subparsers) -> None:
     feat.add_argument("--image", required=True, help="image file or DICOM folder")
     feat.add_argument("--out", required=True, help="output image (.nii.gz, .nrrd, .mha), 16 channels, same grid")
     feat.add_argument("--modality", default=None, help="T1, T2, PD, FLAIR, CT, PET... (CT selects the HU window)")
-    feat.add_argument("--encoder", default=None, help="shipped encoder name or folder (default encoder-v1)")
+    feat.add_argument("--encoder", default=None, help="shipped encoder name or folder (default: encoder-v2)")
     feat.add_argument("--patch", type=int, default=128, help="sliding-window size in voxels")
     feat.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap fraction [0, 0.9]")
     feat.set_defaults(handler=run_features)

@@ -46,6 +46,7 @@ class TrainConfig:
     identity_weight: float = 0.0      # voxel identity InfoNCE term (see encoder.loss), 0 = pure SupCon
     identity_temperature: float = 0.2
     role_weight: float = 0.0          # anatomical-role cross-entropy on layered phantoms (see `role_loss`), 0 = off
+    amp: bool = False                 # bf16 autocast of the network's forward pass on CUDA (ignored on CPU)
     proj_dim: int = 128
     lr: float = 1e-3
     min_lr_fraction: float = 0.05     # cosine decay from lr to lr * this over `steps`
@@ -176,7 +177,9 @@ def train_step(cfg: TrainConfig, step: int, model: UNet3D, heads: torch.nn.Modul
         group["lr"] = lr
     model.train()
     heads.train()
-    out, levels = model(x, return_levels=True)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
+        out, levels = model(x, return_levels=True)
+    out, levels = out.float(), [level.float() for level in levels]   # losses in float32
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed * 7919 + step)
     proj_heads = heads[:len(levels)]
@@ -209,13 +212,15 @@ def pretrain(cfg: TrainConfig, out_dir: str | Path, device: torch.device, resume
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     last = out / "last.pt"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True   # fixed input shapes: let cuDNN pick the fastest kernels
     model, heads, opt = build(cfg, device)
     step = 0
     if cfg.init_from and not (resume and last.exists()):
         model.load_state_dict(initial_weights(cfg.init_from, device))
     if resume and last.exists():
         state = load_checkpoint(last, device)
-        if state["config"] != cfg.to_dict():
+        if TrainConfig.from_dict(state["config"]).to_dict() != cfg.to_dict():   # defaults of newer fields filled
             raise ValueError(f"{last} was written with a different config; use the same --config or a new --out")
         model.load_state_dict(state["model"])
         heads.load_state_dict(state["heads"])

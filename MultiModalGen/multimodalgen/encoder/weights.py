@@ -1,9 +1,10 @@
 """Shipped encoder weights: export from a training checkpoint (fp16), sha256-checked loading, model card.
 
-A shipped encoder folder (`MultiModalGen/Resources/Models/encoder-v1/`) holds:
+A shipped encoder folder (`MultiModalGen/Resources/Models/encoder-v2/`) holds:
     encoder.pt        fp16 state dict of `UNet3D` (tensors only; loaded with torch.load(weights_only=True))
     config.json       name, kind "encoder", version, network config, engine version, training step, sha256
     pretrain_config.json  the exact training config (input of `multimodalgen pretrain --config`)
+    pretrain_stage<N>.json  for weights trained in continued stages: each stage's config, in order
     MODEL_CARD.md     architecture, training command, steps, device, data, metrics, sha256
 
     python -m multimodalgen.encoder.weights export --checkpoint CKPT --out-dir DIR [--metrics results.json]
@@ -12,7 +13,7 @@ A shipped encoder folder (`MultiModalGen/Resources/Models/encoder-v1/`) holds:
 from __future__ import annotations
 
 import argparse
-from multimodalgen.io.checksum import sha256_file
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -21,13 +22,14 @@ from typing import Any
 import torch
 
 from multimodalgen.encoder.network import UNet3D, UNetConfig, count_parameters
+from multimodalgen.io.checksum import sha256_file
 
-DEFAULT_ENCODER = "encoder-v1"
+DEFAULT_ENCODER = "encoder-v2"
 WEIGHTS_FILE = "encoder.pt"
 
 
 def encoder_dir(name: str | None = None) -> Path:
-    """Folder of the shipped encoder `name` (default `encoder-v1`), or `name` itself when it is a folder."""
+    """Folder of the shipped encoder `name` (default `DEFAULT_ENCODER`), or `name` itself when it is a folder."""
     from multimodalgen.errors import UserInputError
     from multimodalgen.models.registry import shipped_models_dir
 
@@ -65,29 +67,46 @@ def load_encoder(name: str | None = None, device: torch.device | str = "cpu", ve
 
 def export_weights(checkpoint: str | Path, out_dir: str | Path, name: str = DEFAULT_ENCODER,
                    metrics: dict[str, Any] | None = None, device_trained: str = "cpu",
-                   command: str | None = None) -> dict[str, Any]:
-    """Write fp16 weights, config.json and MODEL_CARD.md for a training checkpoint. Returns the config dict."""
+                   command: str | None = None, stages: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Write fp16 weights, config.json and MODEL_CARD.md for a training checkpoint. Returns the config dict.
+
+    `stages` (optional) describes a run continued over several trainings, oldest first, the last one being
+    `checkpoint`: each `{"checkpoint": path, "device": "what trained it"}`. Each stage's config, step and engine
+    version are read from its checkpoint and its config is written as `pretrain_stage<N>.json` with `init_from`
+    rewritten to `stage<N-1>/last.pt`, so `multimodalgen pretrain --config pretrain_stage<N>.json --out stage<N>`
+    in order replays the whole lineage (see `stage_records`).
+    """
     from multimodalgen.encoder.train import TrainConfig
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     cfg = TrainConfig.from_dict(state["config"])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    records = stage_records(stages, out) if stages else None
+    if records:
+        cfg = TrainConfig.from_dict(json.loads((out / records[-1]["config_file"]).read_text()))
+        device_trained = "; ".join(f"stage {i + 1}: {r['device']}" for i, r in enumerate(records))
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state["model"].items()}
     tmp = out / (WEIGHTS_FILE + ".tmp")
     torch.save(half, tmp)
     tmp.replace(out / WEIGHTS_FILE)
     model = UNet3D(cfg.network)
     info = {
-        "name": name, "kind": "encoder", "version": "1.0", "format": 1,
+        "name": name, "kind": "encoder", "version": _version(name), "format": 1,
         "description": "contrast-invariant 3D UNet, 16 feature channels, pretrained on synthetic data only",
         "weights_file": WEIGHTS_FILE, "dtype": "float16", "sha256": sha256_file(out / WEIGHTS_FILE),
         "network": cfg.network.to_dict(), "parameters": count_parameters(model),
-        "engine_version": state.get("engine_version"), "step": int(state["step"]),
-        "steps_planned": cfg.steps, "device_trained": device_trained,
+        "engine_version": state.get("engine_version"),
+        "step": sum(r["steps_reached"] for r in records) if records else int(state["step"]),
+        "steps_planned": sum(r["steps_planned"] for r in records) if records else cfg.steps,
+        "device_trained": device_trained,
         "input": "one channel, intensities normalised with multimodalgen.intensity.normalize to [0, 1]",
         "output": "(16, I, J, K) float32 features on the input grid",
     }
+    if records:
+        info["training_stages"] = records
+    if command:
+        info["command"] = command
     if metrics is not None:
         info["metrics"] = metrics
     (out / "config.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -95,6 +114,33 @@ def export_weights(checkpoint: str | Path, out_dir: str | Path, name: str = DEFA
         if not (out / "pretrain_config.json").exists() else None
     (out / "MODEL_CARD.md").write_text(model_card(info, cfg.to_dict(), command))
     return info
+
+
+def stage_records(stages: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
+    """Write `pretrain_stage<N>.json` for each stage (see `export_weights`) and return one record per stage:
+    config file, steps reached / planned, engine version, device, and what it was initialised from."""
+    from multimodalgen.encoder.train import TrainConfig
+
+    records = []
+    for i, stage in enumerate(stages, start=1):
+        state = torch.load(stage["checkpoint"], map_location="cpu", weights_only=True)
+        cfg = TrainConfig.from_dict(state["config"])
+        if i > 1 and not cfg.init_from:
+            raise ValueError(f"stage {i} ({stage['checkpoint']}) has no init_from: it does not continue stage {i - 1}")
+        cfg = dataclasses.replace(cfg, init_from=f"stage{i - 1}/last.pt" if i > 1 else "")
+        config_file = f"pretrain_stage{i}.json"
+        (out / config_file).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        records.append({"stage": i, "config_file": config_file, "steps_reached": int(state["step"]),
+                        "steps_planned": cfg.steps, "engine_version": state.get("engine_version"),
+                        "device": str(stage.get("device", "unknown")), "init_from": cfg.init_from or "scratch",
+                        "note": str(stage.get("note", ""))})
+    return records
+
+
+def _version(name: str) -> str:
+    """"encoder-v2" -> "2.0" (names without a -vN suffix -> "1.0")."""
+    tail = name.rsplit("-v", 1)[-1]
+    return f"{int(tail)}.0" if tail.isdigit() else "1.0"
 
 
 def update_metrics(folder: str | Path, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -117,8 +163,8 @@ def _status(metrics: dict[str, Any]) -> str:
         return ""
     verdict = "met" if probe >= 0.80 else "NOT met"
     return (f"**Status.** Mean cross-contrast probe balanced accuracy (T2, PD; both template sets) = {probe:.3f}: "
-            f"the >= 0.80 target is {verdict}. Timings were measured on the shared 2-core development machine while "
-            "other jobs were running (load ~8), so they overstate the cost on an idle machine.\n")
+            f"the >= 0.80 target is {verdict}. Timings come from the shared 2-core development machine, so they can "
+            "overstate the cost on an idle machine.\n")
 
 
 def _metrics_table(metrics: dict[str, Any] | None) -> str:
@@ -137,8 +183,6 @@ def model_card(info: dict[str, Any], train_cfg: dict[str, Any], command: str | N
     net = info["network"]
     metrics = info.get("metrics") or {}
     extra = "\n".join(f"- {k}: {v}" for k, v in metrics.get("timings", {}).items())
-    command = command or ("multimodalgen --device auto --threads 2 pretrain --config "
-                          "MultiModalGen/Resources/Models/encoder-v1/pretrain_config.json --out DIR")
     return f"""# {info['name']}: contrast-invariant foundation encoder
 
 **What it is.** A 3D UNet that maps one normalised intensity volume `(I, J, K)` to 16 voxel feature channels
@@ -155,24 +199,11 @@ from scratch by this project; no third-party weights.
   Loaded with `torch.load(..., weights_only=True)` by `multimodalgen.encoder.weights.load_encoder` (sha256 checked).
 
 ## Training
-- Command (exactly reproducible; seeds are derived from the config's `seed` and the step):
-  `{command}`
-  (equivalently `python -m multimodalgen.encoder.train --config <same file> --out DIR --device auto --threads 2`;
-  add `--resume` to continue a stopped run.) The shipped run was started as
-  `python -m multimodalgen.encoder.train --config MultiModalGen/Resources/Models/encoder-v1/pretrain_config.json
-  --out /work/ckpt/encoder/run2 --device auto --threads 2` and resumed with `--resume --threads 1` from step 75
-  (data and voxel sampling depend only on seed and step; thread count can change float rounding only).
-- Config: `pretrain_config.json` in this folder (engine {train_cfg['engine']['shape']} voxels,
-  {train_cfg['engine']['n_views']} views, batch {train_cfg['batch_size']} label map(s) per step,
-  {train_cfg['n_voxels']} balanced voxels per level, temperature {train_cfg['temperature']}, AdamW lr {train_cfg['lr']}
-  with warm-up and cosine decay planned over {train_cfg['steps']} steps).
-- Steps reached for these weights: **{info['step']}** (of {info['steps_planned']} planned).
-- Data engine: `multimodalgen.synthesis` version `{info['engine_version']}`.
-- Device that trained it: **{info['device_trained']}**.
+{_training_section(info, train_cfg, command)}
 - Loss: voxel-level supervised contrastive (SupCon) across two views of each label map, same label = positive,
   on 4 decoder levels (1/8, 1/4, 1/2 resolution and the 16-channel output), per-level projection heads (training
   only, not shipped), plus a voxel-identity InfoNCE term (weight {train_cfg.get('identity_weight', 0)}, same position in the
-  other view = positive, other and nearby positions = negatives) on the two finest levels.
+  other view = positive, other and nearby positions = negatives) on the two finest levels.{_role_text(train_cfg)}
 
 ## Data sources and licences
 Synthetic only: random label ensembles (procedural smooth shapes, no real label maps) rendered with random MR-,
@@ -190,9 +221,57 @@ GM/WM/CSF trained on T1 features, balanced accuracy on T2 / PD features.
 {_status(metrics)}
 ## Intended use and limits
 Feature extractor for registration (with MIND-SSC), few-shot segmentation initialisation and prototypes.
-Trained for a short time on CPU: weaker than the paper's encoder (600K GPU steps). Inputs should be normalised
-with `multimodalgen.intensity.normalize`.
+Trained for {info['step']:,} steps in all ({info['device_trained']}): far fewer than the paper's encoder
+(600K GPU steps at 128^3). Inputs should be normalised with `multimodalgen.intensity.normalize`.
 """
+
+
+def _training_section(info: dict[str, Any], train_cfg: dict[str, Any], command: str | None) -> str:
+    """The model card's training commands, config summary, steps and device (one stage or a staged lineage)."""
+    stages = info.get("training_stages")
+    summary = (f"engine {train_cfg['engine']['shape']} voxels, {train_cfg['engine']['n_views']} views, batch "
+               f"{train_cfg['batch_size']} label map(s) per step, {train_cfg['n_voxels']} balanced voxels per level, "
+               f"temperature {train_cfg['temperature']}, AdamW lr {train_cfg['lr']} with warm-up and cosine decay "
+               f"planned over {train_cfg['steps']} steps")
+    if not stages:
+        command = command or ("multimodalgen --device auto --threads 2 pretrain --config "
+                              "MultiModalGen/Resources/Models/encoder-v1/pretrain_config.json --out DIR")
+        return f"""- Command (exactly reproducible; seeds are derived from the config's `seed` and the step):
+  `{command}`
+  (equivalently `python -m multimodalgen.encoder.train --config <same file> --out DIR --device auto --threads 2`;
+  add `--resume` to continue a stopped run.) The shipped run was started as
+  `python -m multimodalgen.encoder.train --config MultiModalGen/Resources/Models/encoder-v1/pretrain_config.json
+  --out /work/ckpt/encoder/run2 --device auto --threads 2` and resumed with `--resume --threads 1` from step 75
+  (data and voxel sampling depend only on seed and step; thread count can change float rounding only).
+- Config: `pretrain_config.json` in this folder ({summary}).
+- Steps reached for these weights: **{info['step']}** (of {info['steps_planned']} planned).
+- Data engine: `multimodalgen.synthesis` version `{info['engine_version']}`.
+- Device that trained it: **{info['device_trained']}**."""
+    folder = f"MultiModalGen/Resources/Models/{info['name']}"
+    lines = [f"Trained in {len(stages)} stages, each continuing the previous one's last checkpoint (`init_from`). "
+             "Replay them in order from one working folder (data and voxel sampling depend only on each config's "
+             "`seed` and the step; GPU kernels and thread counts can change float rounding):", ""]
+    for r in stages:
+        lines.append(f"  `multimodalgen pretrain --config {folder}/{r['config_file']} --out stage{r['stage']}"
+                     f" --max-steps {r['steps_reached']}`")
+    lines += ["", "| stage | config | steps reached / planned | engine | initialised from | device | note |",
+              "|---|---|---|---|---|---|---|"]
+    for r in stages:
+        lines.append(f"| {r['stage']} | `{r['config_file']}` | {r['steps_reached']} / {r['steps_planned']} | "
+                     f"{r['engine_version']} | {r['init_from']} | {r['device']} | {r.get('note', '')} |")
+    lines += ["", f"- Last stage's config (also `pretrain_config.json`): {summary}"
+              f"{', bf16 autocast' if train_cfg.get('amp') else ''}.",
+              f"- Steps in all: **{info['step']:,}**. Data engine of the last stage: `{info['engine_version']}`."]
+    return "\n".join(lines)
+
+
+def _role_text(train_cfg: dict[str, Any]) -> str:
+    weight = train_cfg.get("role_weight", 0)
+    if not weight:
+        return ""
+    return (f"\n  Anatomical-role cross-entropy (weight {weight}): a linear 1x1x1 classifier (training only) on the output "
+            f"separates the outer fluid / ribbon / core bands of layered brain-like phantoms "
+            f"({train_cfg['engine']['labels'].get('p_layered', 0):.0%} of the label maps).")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ Two families, concatenated along the channel axis (`(F, I, J, K)` float32, voxel
   any box of the volume are identical to those of the whole volume on that box;
 - **encoder**: the foundation encoder's 16 contrast-invariant channels per image channel
   (`multimodalgen.encoder.inference`), used when that module and its shipped weights (`Resources/Models/
-  encoder-v1`) exist and `encoder` is "auto" or "on"; each channel standardised on the computed region.
+  encoder-v2`) exist and `encoder` is "auto" or "on"; each channel standardised on the computed region.
 
 `FeatureCache` keys results by image content (hash of the arrays and affine), the box and the feature config, so an
 interactive session computes them once and a later box inside a cached one is a view of it.
@@ -43,7 +43,7 @@ class FeatureConfig:
 
     scales_mm: tuple[float, ...] = (1.0, 2.0, 4.0)
     encoder: str = "off"
-    encoder_name: str = "encoder-v1"
+    encoder_name: str = "encoder-v2"
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODER_MODES:
@@ -58,7 +58,7 @@ class FeatureConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureConfig":
         return cls(tuple(float(s) for s in data.get("scales_mm", (1.0, 2.0, 4.0))), str(data.get("encoder", "off")),
-                   str(data.get("encoder_name", "encoder-v1")))
+                   str(data.get("encoder_name", "encoder-v2")))
 
 
 # -- intensity features --------------------------------------------------------------------------------------------
