@@ -104,3 +104,19 @@ def test_encoder_features_are_appended_when_an_encoder_is_given(fast_config):
     result = fit_predict(source, find_annotations(paint(truth, (3, 6, 8)), affine), fast_config)
     np.testing.assert_array_equal(result.labels[:, :, 6], truth[:, :, 6])
     assert result.report["encoder"] is True
+
+
+def test_encoder_name_selects_the_shipped_weights_that_are_loaded():
+    """FeatureConfig.encoder_name picks which shipped encoder computes the features (not only the default)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("multimodalgen.encoder.inference")
+    from multimodalgen.encoder.weights import load_encoder
+    from multimodalgen.fewshot.features import FeatureConfig, FeatureSource
+
+    image, _, affine = make_case()
+    source = FeatureSource(image[None], affine, ["T1"], FeatureConfig(encoder="on", encoder_name="encoder-v1"))
+    source.features(((0, 0, 0), (8, 8, 8)))
+    expected = load_encoder("encoder-v1").state_dict()
+    loaded = source.encoder_model.state_dict()
+    assert all(torch.equal(loaded[k].cpu(), v) for k, v in expected.items())
+    assert not torch.equal(load_encoder("encoder-v2").state_dict()["head.weight"], expected["head.weight"])

@@ -1,5 +1,5 @@
-"""Layered brain-like phantoms (synth-1.1): determinism, band structure, anatomical roles, and that p_layered = 0
-draws exactly what synth-1.0 drew."""
+"""Layered brain-like phantoms (synth-1.1; head shells synth-1.2): determinism, band structure, anatomical
+roles, and that p_layered = 0 draws exactly what synth-1.0 drew."""
 
 from __future__ import annotations
 
@@ -67,3 +67,31 @@ def test_layer_config_validation():
         LabelConfig(layer_count=(1, 3))
     with pytest.raises(ValueError):
         LabelConfig(p_layered=1.5)
+
+
+def test_head_shells_surround_the_bands_and_carry_no_role():
+    """synth-1.2: with p_head = 1 two more labels (skull, then scalp) lie between the outer band and the mask's edge."""
+    cfg = LabelConfig(**{**LAYERED.__dict__, "p_head": 1.0, "head_brain_fraction": (0.75, 0.75)})
+    params = _params(cfg, 5)
+    assert params.head_bounds is not None and params.head_bounds[0] == 0.75 < params.head_bounds[1] < 1.0
+    labels, bands = render_labels_with_layers(params)
+    again, _ = render_labels_with_layers(_params(cfg, 5))
+    assert torch.equal(labels, again)
+    grid = torch.stack(torch.meshgrid(*[torch.arange(32.0)] * 3, indexing="ij"), -1)
+    centre = grid[labels == bands[-1]].mean(0)
+    shells = sorted(set(torch.unique(labels).tolist()) - set(bands) - {0})
+    assert len(shells) >= 2
+    radius = {v: float((grid[labels == v] - centre).norm(dim=-1).median()) for v in shells + bands}
+    skull, scalp = shells[-2], shells[-1]                       # rendered last: the two largest label values
+    assert radius[scalp] > radius[skull] > radius[bands[0]], radius
+    roles = label_roles(bands, int(labels.max()) + 1)
+    assert roles[skull] == -1 and roles[scalp] == -1
+
+
+def test_p_head_zero_draws_exactly_what_synth_1_1_drew():
+    """p_head = 0 draws nothing more, so every layered phantom is unchanged (the synth-1.1 renders)."""
+    with_field = LabelConfig(**{**LAYERED.__dict__, "p_head": 0.0, "head_brain_fraction": (0.5, 0.6)})
+    for seed in range(3):
+        a, bands_a = render_labels_with_layers(_params(LAYERED, seed))
+        b, bands_b = render_labels_with_layers(_params(with_field, seed))
+        assert torch.equal(a, b) and bands_a == bands_b

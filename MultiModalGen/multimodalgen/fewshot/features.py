@@ -35,9 +35,9 @@ class FeatureConfig:
     Attributes:
         scales_mm: Gaussian scales (mm) of the intensity features.
         encoder: "auto" (use the foundation encoder when its weights are shipped), "on" (required), "off"
-            (default: with the encoder checkpoint available on 2026-11-25 (step 575 of 4000) its features lowered
-            the dev benchmark at K = 1 from 0.702 to 0.570; re-evaluate with `benchmarks/fewshot/eval_inprocess.py
-            --encoder on` once the final weights ship, then switch the default).
+            (default: measured on 2026-11-26 with `benchmarks/fewshot/eval_inprocess.py`, adding the encoder's
+            features lowers the dev benchmark's mean Dice at K = 1/3/5 from .702/.812/.865 to .561/.725/.834 with
+            encoder-v2 and to .599/.789/.860 with encoder-v1: they help voxel matching, not this head).
         encoder_name: folder of the encoder weights under the shipped models folder.
     """
 
@@ -159,14 +159,17 @@ def require_encoder_if_asked(config: FeatureConfig) -> bool:
     return ok
 
 
-def encoder_features(volume_channels: list, device, model=None) -> tuple[np.ndarray, object]:
-    """Encoder features of each channel Volume (same grid): `(16 * C, I, J, K)` float32 standardised, and the model."""
+def encoder_features(volume_channels: list, device, model=None,
+                     encoder_name: str | None = None) -> tuple[np.ndarray, object]:
+    """Encoder features of each channel Volume (same grid): `(16 * C, I, J, K)` float32 standardised, and the model.
+
+    `model` (already loaded) wins; otherwise the shipped encoder `encoder_name` (default: the default encoder)."""
     from multimodalgen.encoder.inference import features_for_volume
 
     if model is None:
         from multimodalgen.encoder.weights import load_encoder
 
-        model = load_encoder(device=device)
+        model = load_encoder(encoder_name, device=device)
     out = []
     for vol in volume_channels:
         feats = features_for_volume(vol, model=model, device=device)
@@ -284,5 +287,5 @@ class FeatureSource:
         region = tuple(slice(a, b) for a, b in zip(start, stop))
         vols = [Volume(np.asarray(c[region], np.float32), crop_affine(self.affine, start), m)
                 for c, m in zip(self.raw, self.modalities)]
-        feats, self.encoder_model = encoder_features(vols, self.device, self.encoder_model)
+        feats, self.encoder_model = encoder_features(vols, self.device, self.encoder_model, self.config.encoder_name)
         return feats

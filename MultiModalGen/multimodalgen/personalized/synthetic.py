@@ -23,10 +23,12 @@ import numpy as np
 import torch
 
 from multimodalgen.synthesis.appearance import render_appearance, sample_appearance_params
-from multimodalgen.synthesis.config import ENGINE_VERSION, AppearanceConfig, EngineConfig, LabelConfig
+from multimodalgen.synthesis.config import AppearanceConfig, EngineConfig, LabelConfig
 from multimodalgen.synthesis.labels import render_labels_with_layers, sample_label_params
 
-SYNTH_VERSION = f"{ENGINE_VERSION}+multicontrast-2"
+#: Subjects use the label engine with p_head = 0, where synth-1.2 renders exactly what synth-1.1 rendered, so
+#: their version stays "synth-1.1+...". Bump it when the subjects' rendering changes.
+SYNTH_VERSION = "synth-1.1+multicontrast-2"
 CLASS_NAMES = ("background", "CSF", "GM", "WM")
 
 #: Fixed acquisition of each modality, (TR ms, TE ms): the population-wide mapping g_m.

@@ -11,9 +11,11 @@ import dataclasses
 from typing import Any
 
 #: Bump when sampling or rendering changes what a seed produces (recorded in model cards and checkpoints).
-ENGINE_VERSION = "synth-1.1"
+ENGINE_VERSION = "synth-1.2"
 # synth-1.1 adds layered brain-like phantoms (LabelConfig.p_layered); with p_layered = 0 every seed renders exactly
 # what synth-1.0 rendered (the layered parameters are only drawn when p_layered > 0).
+# synth-1.2 adds skull/scalp shells to layered phantoms (LabelConfig.p_head); with p_head = 0 every seed renders
+# exactly what synth-1.1 rendered.
 
 
 def _check_range(name: str, value: tuple[float, float], lo: float | None = None, hi: float | None = None) -> None:
@@ -51,6 +53,8 @@ class LabelConfig:
     layer_fold_grid: tuple[int, int] = (8, 16)       # coarse grid size of the folding noise (more = finer folds)
     layer_cavities: tuple[int, int] = (0, 3)         # fluid cavities (ventricle-like) carrying the outer label
     layer_nuclei: tuple[int, int] = (0, 3)           # deep blobs carrying the second band's (ribbon) label
+    p_head: float = 0.0               # layered phantoms: skull- and scalp-like shells outside the bands (synth-1.2)
+    head_brain_fraction: tuple[float, float] = (0.7, 0.9)  # the bands' share of the mask's implicit function
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_shapes <= self.max_shapes <= 37:
@@ -63,7 +67,8 @@ class LabelConfig:
             _check_range(name, getattr(self, name), lo=0)
         if self.layer_count[0] < 2:
             raise ValueError(f"layer_count must start at >= 2 bands, got {self.layer_count}")
-        for name in ("p_partition", "p_foreground_mask", "p_envelope", "p_layered"):
+        _check_range("head_brain_fraction", self.head_brain_fraction, lo=0.1, hi=0.99)
+        for name in ("p_partition", "p_foreground_mask", "p_envelope", "p_layered", "p_head"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
         if len(self.kind_probs) != 3 or abs(sum(self.kind_probs) - 1.0) > 1e-6:

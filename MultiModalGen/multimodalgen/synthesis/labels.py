@@ -16,6 +16,9 @@ replaced by nested bands of its implicit function f (core, one or more ribbons, 
 folded by its own smooth noise (gyri-like); a few deep cavities take the OUTER band's label (ventricles share the
 label of the outer fluid) and a few deep blobs take the second band's label (nuclei share the ribbon's label).
 So one label can have several disconnected parts of different geometry, as tissues do in real anatomy.
+With probability `LabelConfig.p_head` (synth-1.2) the bands fill only the inner part of the mask (a "brain") and
+two more labels, a skull-like then a scalp-like shell, fill the rest up to the mask's edge: real heads put bone and
+skin, not background, outside the outer fluid.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class LabelParams:
     blob_centers: np.ndarray | None = None    # (n_blobs, 3) relative to the mask (in mask radii)
     blob_radii: np.ndarray | None = None      # (n_blobs,) in mask radii
     blob_is_cavity: np.ndarray | None = None  # (n_blobs,) bool: cavity (outer label) or nucleus (ribbon label)
+    head_bounds: np.ndarray | None = None     # (2,) increasing f thresholds: brain | skull | scalp; None = no head
 
     @property
     def n_shapes(self) -> int:
@@ -122,6 +126,10 @@ def _sample_layers(cfg: LabelConfig, rng: np.random.Generator, params: LabelPara
     params.blob_centers = rng.uniform(-0.6, 0.6, size=(n, 3)) * inner
     params.blob_radii = rng.uniform(0.08, 0.3, size=n) * inner
     params.blob_is_cavity = np.arange(n) < n_cav
+    if cfg.p_head > 0 and rng.random() < cfg.p_head:  # drawn last: p_head == 0 leaves every other draw unchanged
+        brain = rng.uniform(*cfg.head_brain_fraction)
+        skull = brain + (1.0 - brain) * rng.uniform(0.3, 0.7)
+        params.head_bounds = np.array([brain, skull])
 
 
 def _shape_functions(x: torch.Tensor, params: LabelParams, idx: list[int], gen: torch.Generator) -> torch.Tensor:
@@ -183,8 +191,14 @@ def render_labels_with_layers(params: LabelParams, device: torch.device | str = 
         if params.layer_bounds is not None:
             base = int(labels.max()) + 1
             band_values = [base + b for b in range(len(params.layer_bounds) + 1)]
-            layered = _render_layers(params, f, x, coarse, shape, gen, device) + base
+            head = params.head_bounds
+            scale = 1.0 if head is None else float(head[0])     # the layers fill the brain part of the mask
+            layered = _render_layers(params, f / scale, x, coarse, shape, gen, device, scale) + base
             labels = torch.where(inside, layered, labels)
+            if head is not None:                                   # skull, then scalp, towards the mask's edge
+                for h, t in enumerate(head):
+                    labels = torch.where(inside & (f >= float(t)), torch.full_like(labels, base + len(band_values) + h),
+                                         labels)
         if params.envelope_width > 0:
             w = params.envelope_width
             shell = max_filter(inside, w) & ~min_filter(inside, w)
@@ -214,11 +228,12 @@ def label_roles(layer_labels: list[int], n_labels: int) -> torch.Tensor:
 
 
 def _render_layers(params: LabelParams, f: torch.Tensor, x: torch.Tensor, coarse: tuple[int, int, int],
-                   shape: tuple[int, int, int], gen: torch.Generator, device: torch.device) -> torch.Tensor:
+                   shape: tuple[int, int, int], gen: torch.Generator, device: torch.device,
+                   scale: float = 1.0) -> torch.Tensor:
     """Band index map `(I, J, K)` int64 (0 = outermost band ... n-1 = core) of a layered phantom.
 
-    `f` `(I, J, K)` is the mask's implicit function (< 1 inside, ~0 at its centre), `x` the (warped) coarse
-    coordinates `(i, j, k, 3)`."""
+    `f` `(I, J, K)` is the layered region's implicit function (< 1 inside, ~0 at its centre), `x` the (warped)
+    coarse coordinates `(i, j, k, 3)`, `scale` the layered region's size relative to the mask (< 1 with a head)."""
     bounds = params.layer_bounds
     # boundaries fold together (a shared field, like a cortical ribbon following its gyri) plus a little each
     folds = smooth_noise(gen, len(bounds) + 1, params.layer_fold_grid, coarse, device)
@@ -229,7 +244,7 @@ def _render_layers(params: LabelParams, f: torch.Tensor, x: torch.Tensor, coarse
     if params.blob_centers is not None and len(params.blob_centers):
         c0 = torch.as_tensor(params.mask_center, dtype=torch.float32, device=device)
         r0 = torch.as_tensor(params.mask_radii, dtype=torch.float32, device=device)
-        rel = (x - c0) / r0                                                           # mask-relative coordinates
+        rel = (x - c0) / (r0 * scale)                                       # coordinates relative to the region
         noise = smooth_noise(gen, len(params.blob_radii), 5, coarse, device)
         for i, (c, r) in enumerate(zip(params.blob_centers, params.blob_radii)):
             d = (rel - torch.as_tensor(c, dtype=torch.float32, device=device)).norm(dim=-1) / float(r)
