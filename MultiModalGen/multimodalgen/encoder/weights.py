@@ -220,7 +220,10 @@ GM/WM/CSF trained on T1 features, balanced accuracy on T2 / PD features.
 
 {_status(metrics)}
 ## Intended use and limits
-Feature extractor for registration (with MIND-SSC), few-shot segmentation initialisation and prototypes.
+Feature extractor for cross-contrast voxel correspondence (`multimodalgen features`). Registration
+(`features="mind+encoder"`) and few-shot segmentation (`encoder="on"`) can add its features; both keep them off by
+default because their benchmarks did not improve (`benchmarks/registration/README.md`,
+`benchmarks/fewshot/RESULTS.md`).
 Trained for {info['step']:,} steps in all ({info['device_trained']}): far fewer than the paper's encoder
 (600K GPU steps at 128^3). Inputs should be normalised with `multimodalgen.intensity.normalize`.
 """

@@ -25,8 +25,9 @@ class RegistrationConfig:
                                              lr_matrix=0.005))
     linear_fine_rounds: int = 2
     deformable: ConvexAdamConfig = dataclasses.field(default_factory=ConvexAdamConfig)
-    # "mind", "mind+encoder" or "auto" (encoder when shipped). MIND alone by default: the benchmarked
-    # configuration; encoder-v1 is too weakly trained to add to it yet (see its model card).
+    # "mind", "mind+encoder" or "auto" (encoder when shipped). MIND alone by default: on the 4 dev cases
+    # (2026-11-26) adding encoder-v2 at weight 0.1 / 0.3 moved mean TRE 2.093 -> 2.073 / 2.102 mm and Dice
+    # .842 -> .844 / .849, within case-to-case noise, and added ~6 s per case (benchmarks/registration/README.md).
     features: str = "mind"
 
     def to_dict(self) -> dict:
