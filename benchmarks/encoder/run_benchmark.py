@@ -219,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-timing", action="store_true", help="only the invariance table")
+    parser.add_argument("--trained-only", action="store_true",
+                        help="score only the encoder row (quick checkpoint comparisons; implies --skip-timing)")
     args = parser.parse_args(argv)
     import torch
 
@@ -228,9 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     data = load_data(Path(args.data))
     fns = descriptor_fns(args)
     trained_label = list(fns)[-1]
+    if args.trained_only:
+        fns = {trained_label: fns[trained_label]}
     rows = evaluate(data, fns, args.points, args.seed)
     extra: dict = {}
-    if not args.skip_timing:
+    if not (args.skip_timing or args.trained_only):
         extra.update(engine_outputs(out, args.threads))
         model, _ = load_trained(args)
         extra.update(timing(args, {**model.config.to_dict()}))
