@@ -16,7 +16,10 @@ from multimodalgen.errors import UserInputError
 
 
 def default_foundation_path() -> Path | None:
-    """The shipped encoder-v1 folder if it holds weights, else None."""
+    """The shipped encoder-v1 folder if it holds weights, else None.
+
+    Pinned to encoder-v1 (not the default encoder) because `personalized-v2` was trained from it, so its training
+    command replays exactly; set the training config's `init_encoder` to encoder-v2's folder to try the newer encoder."""
     from multimodalgen.models.registry import shipped_models_dir
 
     folder = shipped_models_dir() / "encoder-v1"
