@@ -106,6 +106,10 @@ def test_models_list_runs(capsys, tmp_path, monkeypatch):
     assert main(["models", "list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert any(r["name"] == "liver" and r["kind"] == "adapter" for r in rows)
+    defaults = {r["kind"]: r["name"] for r in rows if r["default"]}
+    from multimodalgen.models.registry import DEFAULT_MODELS
+
+    assert defaults == DEFAULT_MODELS                  # exactly one default per shipped kind, and it is shipped
 
 
 def test_unknown_device_is_user_error(tmp_path, volume):

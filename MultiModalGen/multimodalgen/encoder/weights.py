@@ -23,8 +23,9 @@ import torch
 
 from multimodalgen.encoder.network import UNet3D, UNetConfig, count_parameters
 from multimodalgen.io.checksum import sha256_file
+from multimodalgen.models.registry import DEFAULT_MODELS
 
-DEFAULT_ENCODER = "encoder-v2"
+DEFAULT_ENCODER = DEFAULT_MODELS["encoder"]
 WEIGHTS_FILE = "encoder.pt"
 
 

@@ -19,7 +19,8 @@ def run_list(args, ctx) -> int:
     entries = list_models()
     if args.json or args.progress == "json":
         rows = [{"name": e.name, "kind": e.kind, "version": e.version, "path": str(e.path),
-                 "size_bytes": e.size_bytes, "description": e.description} for e in entries]
+                 "size_bytes": e.size_bytes, "description": e.description, "default": e.is_default}
+                for e in entries]
         print(json.dumps({"event": "result", "models": rows} if args.progress == "json" else rows, indent=None))
         return 0
     print(f"shipped models: {shipped_models_dir()}")
@@ -27,5 +28,6 @@ def run_list(args, ctx) -> int:
     if not entries:
         print("(none found)")
     for e in entries:
-        print(f"  {e.kind:<12} {e.name:<28} v{e.version:<8} {e.size_bytes / 1e6:7.2f} MB  {e.description}")
+        name = f"{e.name} (default)" if e.is_default else e.name
+        print(f"  {e.kind:<12} {name:<28} v{e.version:<8} {e.size_bytes / 1e6:7.2f} MB  {e.description}")
     return 0

@@ -16,6 +16,11 @@ from pathlib import Path
 from multimodalgen.errors import UserInputError
 
 
+#: The shipped model each kind uses when none is named (one place: `encoder.weights.DEFAULT_ENCODER`,
+#: `personalized.weights.DEFAULT_MODEL` and `models list` read it).
+DEFAULT_MODELS = {"encoder": "encoder-v2", "personalized": "personalized-v2"}
+
+
 @dataclasses.dataclass
 class ModelEntry:
     """One shipped model or user adapter."""
@@ -26,6 +31,11 @@ class ModelEntry:
     version: str
     description: str
     size_bytes: int
+
+    @property
+    def is_default(self) -> bool:
+        """True for the shipped model its kind uses when none is named (`DEFAULT_MODELS`)."""
+        return DEFAULT_MODELS.get(self.kind) == self.name and self.kind != "adapter"
 
 
 def shipped_models_dir() -> Path:

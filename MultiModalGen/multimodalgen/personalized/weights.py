@@ -17,11 +17,12 @@ import torch
 
 from multimodalgen.adapters.io import BaseModelRef
 from multimodalgen.io.checksum import sha256_file
+from multimodalgen.models.registry import DEFAULT_MODELS
 from multimodalgen.errors import UserInputError
 from multimodalgen.personalized.config import PersonalizedConfig
 from multimodalgen.personalized.model import PersonalizedNet
 
-DEFAULT_MODEL = "personalized-v2"
+DEFAULT_MODEL = DEFAULT_MODELS["personalized"]
 WEIGHTS = "model.safetensors"
 
 
