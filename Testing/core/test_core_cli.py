@@ -131,3 +131,10 @@ def test_demo_io_step_on_shipped_samples(tmp_path):
     for rel in result["outputs"]:
         assert (tmp_path / rel).stat().st_size > 0
     assert result["metrics"]["resampled_shape"] == [182, 218, 182]
+
+
+def test_version_from_model_name():
+    from multimodalgen.models.registry import version_from_name
+
+    assert version_from_name("encoder-v2") == 2 and version_from_name("personalized-v12") == 12
+    assert version_from_name("enc-test") is None and version_from_name("x-vbeta") is None

@@ -23,7 +23,7 @@ import torch
 
 from multimodalgen.encoder.network import UNet3D, UNetConfig, count_parameters
 from multimodalgen.io.checksum import sha256_file
-from multimodalgen.models.registry import DEFAULT_MODELS
+from multimodalgen.models.registry import DEFAULT_MODELS, version_from_name
 
 DEFAULT_ENCODER = DEFAULT_MODELS["encoder"]
 WEIGHTS_FILE = "encoder.pt"
@@ -83,9 +83,9 @@ def export_weights(checkpoint: str | Path, out_dir: str | Path, name: str = DEFA
     cfg = TrainConfig.from_dict(state["config"])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    records = stage_records(stages, out) if stages else None
+    records, stage_cfgs = stage_records(stages, out) if stages else (None, None)
     if records:
-        cfg = TrainConfig.from_dict(json.loads((out / records[-1]["config_file"]).read_text()))
+        cfg = stage_cfgs[-1]
         device_trained = "; ".join(f"stage {i + 1}: {r['device']}" for i, r in enumerate(records))
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state["model"].items()}
     tmp = out / (WEIGHTS_FILE + ".tmp")
@@ -93,7 +93,7 @@ def export_weights(checkpoint: str | Path, out_dir: str | Path, name: str = DEFA
     tmp.replace(out / WEIGHTS_FILE)
     model = UNet3D(cfg.network)
     info = {
-        "name": name, "kind": "encoder", "version": _version(name), "format": 1,
+        "name": name, "kind": "encoder", "version": f"{version_from_name(name) or 1}.0", "format": 1,
         "description": "contrast-invariant 3D UNet, 16 feature channels, pretrained on synthetic data only",
         "weights_file": WEIGHTS_FILE, "dtype": "float16", "sha256": sha256_file(out / WEIGHTS_FILE),
         "network": cfg.network.to_dict(), "parameters": count_parameters(model),
@@ -117,12 +117,13 @@ def export_weights(checkpoint: str | Path, out_dir: str | Path, name: str = DEFA
     return info
 
 
-def stage_records(stages: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
-    """Write `pretrain_stage<N>.json` for each stage (see `export_weights`) and return one record per stage:
-    config file, steps reached / planned, engine version, device, and what it was initialised from."""
+def stage_records(stages: list[dict[str, Any]], out: Path) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Write `pretrain_stage<N>.json` for each stage (see `export_weights`) and return one record per stage
+    (config file, steps reached / planned, engine version, device, what it was initialised from) and the
+    written `TrainConfig` of each stage."""
     from multimodalgen.encoder.train import TrainConfig
 
-    records = []
+    records, configs = [], []
     for i, stage in enumerate(stages, start=1):
         state = torch.load(stage["checkpoint"], map_location="cpu", weights_only=True)
         cfg = TrainConfig.from_dict(state["config"])
@@ -131,17 +132,12 @@ def stage_records(stages: list[dict[str, Any]], out: Path) -> list[dict[str, Any
         cfg = dataclasses.replace(cfg, init_from=f"stage{i - 1}/last.pt" if i > 1 else "")
         config_file = f"pretrain_stage{i}.json"
         (out / config_file).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        configs.append(cfg)
         records.append({"stage": i, "config_file": config_file, "steps_reached": int(state["step"]),
                         "steps_planned": cfg.steps, "engine_version": state.get("engine_version"),
                         "device": str(stage.get("device", "unknown")), "init_from": cfg.init_from or "scratch",
                         "note": str(stage.get("note", ""))})
-    return records
-
-
-def _version(name: str) -> str:
-    """"encoder-v2" -> "2.0" (names without a -vN suffix -> "1.0")."""
-    tail = name.rsplit("-v", 1)[-1]
-    return f"{int(tail)}.0" if tail.isdigit() else "1.0"
+    return records, configs
 
 
 def update_metrics(folder: str | Path, metrics: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,12 @@ from multimodalgen.errors import UserInputError
 DEFAULT_MODELS = {"encoder": "encoder-v2", "personalized": "personalized-v2"}
 
 
+def version_from_name(name: str) -> int | None:
+    """The N of a model named `<anything>-vN` ("encoder-v2" -> 2), or None when the name has no such suffix."""
+    tail = str(name).rsplit("-v", 1)[-1] if "-v" in str(name) else ""
+    return int(tail) if tail.isdigit() else None
+
+
 @dataclasses.dataclass
 class ModelEntry:
     """One shipped model or user adapter."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from multimodalgen.models.registry import version_from_name
 from multimodalgen.personalized.train import TrainConfig, build_model
 from multimodalgen.personalized.weights import save_model
 
@@ -34,7 +35,7 @@ def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | No
         model.config = dataclasses.replace(model.config, working_spacing=float(working_spacing))
     training = {"steps": int(state["step"]), "train_config": cfg.to_dict(), "synth_version": SYNTH_VERSION,
                 "command": f"python -m multimodalgen.personalized.train --config {run / 'config.json'} --out {run}"}
-    version = name.rsplit("-v", 1)[1] if "-v" in name and name.rsplit("-v", 1)[1].isdigit() else "1"
+    version = str(version_from_name(name) or 1)
     ref = save_model(out, model.eval(), name=name, version=version, training=training,
                      description="personalized X_h segmentation (background/CSF/GM/WM) from any subset of T1/T2/PD")
     n_params = sum(p.numel() for p in model.parameters())
