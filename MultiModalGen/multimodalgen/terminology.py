@@ -127,3 +127,30 @@ SOFT_TISSUE = LabelDefinition(5, "soft tissue", (0.69, 0.36, 0.31), TISSUE,
 
 HEAD_TISSUES: list[LabelDefinition] = [GREY_MATTER, WHITE_MATTER, CSF, BONE, SOFT_TISSUE]
 BRAIN_TISSUES: list[LabelDefinition] = [GREY_MATTER, WHITE_MATTER, CSF]
+
+_ALIASES = {"gm": GREY_MATTER, "grey matter": GREY_MATTER, "gray matter": GREY_MATTER,
+            "wm": WHITE_MATTER, "white matter": WHITE_MATTER,
+            "csf": CSF, "cerebrospinal fluid": CSF, "skull": BONE, "bone": BONE, "soft tissue": SOFT_TISSUE}
+
+
+def default_color(value: int) -> tuple[float, float, float]:
+    """A distinct, deterministic RGB colour in [0, 1] for label value `value` (classes without a definition)."""
+    palette = [(0.89, 0.10, 0.11), (0.22, 0.49, 0.72), (0.30, 0.69, 0.29), (0.60, 0.31, 0.64),
+               (1.00, 0.50, 0.00), (1.00, 1.00, 0.20), (0.65, 0.34, 0.16), (0.97, 0.51, 0.75)]
+    return palette[(value - 1) % len(palette)]
+
+
+def definitions_for(names: tuple[str, ...] | list[str]) -> list[LabelDefinition]:
+    """Label definitions for a model's class names in label-value order (`names[0]` is background and gets none).
+    Known tissue names (and the legacy GM/WM/CSF spellings) get their colour and SNOMED-CT codes, others a default
+    colour and no code; every definition keeps the model's own name."""
+    out = []
+    for value, name in enumerate(names):
+        if value == 0:
+            continue
+        known = _ALIASES.get(str(name).strip().lower())
+        if known is None:
+            out.append(LabelDefinition(value, str(name), default_color(value)))
+        else:
+            out.append(LabelDefinition(value, str(name), known.color, known.category, known.type))
+    return out

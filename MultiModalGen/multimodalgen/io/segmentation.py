@@ -1,8 +1,9 @@
 """Slicer segmentations (`.seg.nrrd`, as Slicer writes them) <-> label-map `Volume`s, through `slicerio`.
 
 Segments (possibly in several overlapping layers) are collapsed to one label map: segment n (in file order) gets
-label value n+1; later segments win where segments overlap. Segment names and colours travel in
-`Volume.metadata["segments"]` as a list of dicts `{"label", "name", "color"}` and are written back.
+label value n+1; later segments win where segments overlap. Segment names, colours and terminology entries travel in
+`Volume.metadata["segments"]` as a list of dicts `{"label", "name", "color"[, "terminology"]}` and are written back
+(the terminology as Slicer's `TerminologyEntry` string, see `multimodalgen.terminology`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ def _slicerio():
     """The `slicerio` package (PyPI; reads/writes .seg.nrrd without Slicer), imported lazily. Imported by name so
     that the project's "backend never imports slicer/qt" check does not mistake it for Slicer itself."""
     return importlib.import_module("slicerio")
+
+
+def _terminology():
+    """slicerio's terminology-entry string <-> dict conversions (module `slicerio.segmentation`)."""
+    return importlib.import_module("slicerio.segmentation")
 
 
 def is_segmentation_path(path: str) -> bool:
@@ -46,8 +52,11 @@ def read_segmentation(path: str) -> Volume:
         layer = int(segment.get("layer", 0))
         value = int(segment.get("labelValue", n + 1))
         labels[layers[layer] == value] = n + 1
-        segments.append({"label": n + 1, "name": segment.get("name", segment.get("id", f"Segment_{n + 1}")),
-                         "color": list(segment.get("color", [0.5, 0.5, 0.5]))})
+        entry = {"label": n + 1, "name": segment.get("name", segment.get("id", f"Segment_{n + 1}")),
+                 "color": list(segment.get("color", [0.5, 0.5, 0.5]))}
+        if segment.get("terminology"):
+            entry["terminology"] = _terminology().terminology_entry_to_string(segment["terminology"])
+        segments.append(entry)
     affine = affine_ras_from_lps(np.asarray(seg["ijkToLPS"], dtype=np.float64))
     return Volume(check_label_array(labels), affine, "LABEL", {"segments": segments, "source": str(path)})
 
@@ -69,7 +78,9 @@ def write_segmentation(volume: Volume, path: str) -> None:
     seg = slicerio.create_segmentation(labels.shape, affine_lps_from_ras(volume.affine))
     for value in [int(v) for v in np.unique(labels) if v != 0]:
         info = named.get(value, {})
-        slicerio.add_segment(seg, labels == value, {
-            "id": f"Segment_{value}", "name": info.get("name", f"Segment_{value}"),
-            "color": info.get("color", default_color(value))})
+        fields = {"id": f"Segment_{value}", "name": info.get("name", f"Segment_{value}"),
+                  "color": info.get("color", default_color(value))}
+        if info.get("terminology"):   # Slicer's TerminologyEntry string (multimodalgen.terminology)
+            fields["terminology"] = _terminology().terminology_entry_from_string(info["terminology"])
+        slicerio.add_segment(seg, labels == value, fields)
     slicerio.write_segmentation(str(path), seg)

@@ -34,6 +34,11 @@ class PersonalizedConfig:
             resampled to it (linear) before the model and the class probabilities back to the image grid
             (linear), like nnU-Net's target spacing. A model trained on synthetic 32^3 subjects whose anatomy spans
             ~30 voxels sees a whole brain at the same scale at ~4 mm.
+        ct_window: Hounsfield window `(low, high)` that maps CT to [0, 1] for this model (None = the package default
+            `intensity.CT_WINDOW_HU`). A brain window lets the model see grey/white contrast in CT.
+        patch_size: sliding-window inference on the working grid with cubic windows of this many voxels (0 = whole
+            volume at once). A model trained on crops sees, window by window, what it was trained on (with
+            per-volume normalisation the statistics of a window are those of a training crop).
     """
 
     modalities: tuple[str, ...] = ("T1", "T2", "PD")
@@ -46,6 +51,8 @@ class PersonalizedConfig:
     head_width: int = 16
     encoder_norm: str = "volume"
     working_spacing: float = 0.0
+    ct_window: tuple[float, float] | None = None
+    patch_size: int = 0
 
     def __post_init__(self) -> None:
         if not self.modalities or len(set(self.modalities)) != len(self.modalities):
@@ -58,6 +65,10 @@ class PersonalizedConfig:
             raise ValueError(f"encoder_norm must be 'volume' or 'running', got {self.encoder_norm!r}")
         if self.working_spacing < 0:
             raise ValueError(f"working_spacing must be >= 0 mm, got {self.working_spacing}")
+        if self.ct_window is not None and not self.ct_window[0] < self.ct_window[1]:
+            raise ValueError(f"ct_window must be (low, high) with low < high, got {self.ct_window}")
+        if self.patch_size and self.patch_size % self.encoder.divisor:
+            raise ValueError(f"patch_size must be a multiple of {self.encoder.divisor}, got {self.patch_size}")
         if self.prior_grid < 1 or self.decoder_width < 1 or self.head_width < 1:
             raise ValueError("prior_grid, decoder_width and head_width must be >= 1")
 
@@ -73,6 +84,7 @@ class PersonalizedConfig:
         d = dataclasses.asdict(self)
         d["modalities"], d["labels"] = list(self.modalities), list(self.labels)
         d["encoder"] = self.encoder.to_dict()
+        d["ct_window"] = None if self.ct_window is None else list(self.ct_window)
         return d
 
     @classmethod
@@ -88,4 +100,6 @@ class PersonalizedConfig:
         for key in ("modalities", "labels"):
             if key in data:
                 data[key] = tuple(data[key])
+        if data.get("ct_window") is not None:
+            data["ct_window"] = tuple(float(v) for v in data["ct_window"])
         return cls(**data)

@@ -17,6 +17,8 @@ from multimodalgen.adapters.io import load_adapter, resolve_adapter_path
 from multimodalgen.errors import UserInputError
 from multimodalgen.personalized.model import PersonalizedNet, _head
 from multimodalgen.personalized.prepare import check_modalities, model_input, stack_images, to_image_grid
+from multimodalgen.personalized.sliding import predict_logits
+from multimodalgen.terminology import definitions_for, segments_from_labels
 from multimodalgen.progress import Progress
 from multimodalgen.volume import Volume
 
@@ -69,7 +71,8 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
         ttp_steps: test-time personalization steps (0 = off; see `personalized.ttp`).
         return_probabilities: also return a `(C, I, J, K)` float32 probability Volume.
     Returns:
-        uint8 label Volume `(I, J, K)` on the reference grid (metadata: label names, seconds, ttp seconds),
+        uint8 label Volume `(I, J, K)` on the reference grid (metadata: label names, `segments` with each label's
+        name, colour and terminology (`multimodalgen.terminology`), seconds, ttp seconds),
         plus the probability Volume when asked.
     """
     progress = progress or Progress.null()
@@ -80,7 +83,8 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
         progress.update("load", 0.0, "loading model")
         model, info = load_with_adapter(adapter, base_model, device)
     check_modalities(images.keys(), model.config.modalities)
-    array, present, reference = stack_images(images, model.config.modalities, resample=resample)
+    array, present, reference = stack_images(images, model.config.modalities, resample=resample,
+                                             ct_window=model.config.ct_window)
     x, size, native = model_input(array, reference.spacing, model.config)
     x = x.to(device)
     mask = torch.from_numpy(present)[None].to(device)
@@ -92,9 +96,11 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
         model, ttp_seconds = personalize(model, x, mask, steps=ttp_steps)
     progress.update("segment", 0.6, "running the model")
     with torch.no_grad():
-        probs = to_image_grid(model(x, mask, reconstruct=False)["logits"], size, native).softmax(dim=1)[0]
+        probs = to_image_grid(predict_logits(model, x, mask), size, native).softmax(dim=1)[0]
     labels = probs.argmax(0).cpu().numpy().astype(np.uint8)
-    meta = {"labels": dict(enumerate(model.config.labels)), "modalities": [m for m, p in
+    meta = {"labels": dict(enumerate(model.config.labels)),
+            "segments": segments_from_labels(definitions_for(model.config.labels)),
+            "modalities": [m for m, p in
             zip(model.config.modalities, present) if p], "seconds": round(time.perf_counter() - t0, 2),
             "ttp_seconds": round(ttp_seconds, 2), "working_spacing_mm": model.config.working_spacing or None, **info}
     out = Volume(labels, reference.affine.copy(), "LABEL", meta)

@@ -30,11 +30,13 @@ def check_modalities(names, known: tuple[str, ...]) -> None:
 
 
 def stack_images(images: dict[str, Volume], modalities: tuple[str, ...], resample: bool = False,
-                 what: str = "image") -> tuple[np.ndarray, np.ndarray, Volume]:
+                 what: str = "image", ct_window: tuple[float, float] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, Volume]:
     """`(array (M, I, J, K) float32 in [0, 1], present (M,) bool, reference Volume)`.
 
     Images on another grid than the reference are resampled linearly only with `resample=True`; otherwise
-    UserInputError explains (register them first, or pass --resample).
+    UserInputError explains (register them first, or pass --resample). `ct_window` (HU) overrides the package's CT
+    window (a model's `PersonalizedConfig.ct_window`).
     """
     check_modalities(images.keys(), modalities)
     order = [m for m in modalities if m in images]
@@ -57,7 +59,8 @@ def stack_images(images: dict[str, Volume], modalities: tuple[str, ...], resampl
             from multimodalgen.resample import resample_like
 
             vol = resample_like(vol, reference, order="linear")
-        out[modalities.index(name)] = normalize(vol.array, name)
+        out[modalities.index(name)] = (normalize(vol.array, name, ct_window=tuple(ct_window)) if ct_window
+                                       else normalize(vol.array, name))
         present[modalities.index(name)] = True
     return out, present, reference
 

@@ -2,8 +2,9 @@
 
     python -m multimodalgen.personalized.train --config C.json --out DIR [--device auto] [--threads N]
 
-Each step renders `batch_size` subjects (`synthetic.sample_subject`, seeds derived from (seed, step), so a run is
-replayable and resumes exactly), drops modalities at random (each kept with `p_keep`, at least one; "single":
+Each step renders `batch_size` subjects (seeds derived from (seed, step), so a run is replayable and resumes
+exactly): with `label_dir` set, synth-2 head subjects drawn from a folder of real label maps (`head_data`, made by
+`multimodalgen.synthesis.prepare_labels`); otherwise the synth-1 phantoms of `synthetic.sample_subject`. It drops modalities at random (each kept with `p_keep`, at least one; "single":
 exactly one; "all": none dropped) and minimises
 
     L = w_seg L_seg(X_h(S)) + w_rec L_rec(g(X_h(S)), all modalities) + w_inv L_inv(z_S) + w_prior L_prior
@@ -65,6 +66,11 @@ class TrainConfig:
     gm_coord: bool = False
     gm_eta: float = 0.3
     init_encoder: str | None = None
+    init_model: str | None = None     # a personalized model folder whose matching tensors initialise the network
+    label_dir: str | None = None      # synth-2 head subjects from this prepared label folder (None: synth-1 phantoms)
+    p_partial: float = 0.2            # synth-2: probability of a cut field of view
+    p_epi: float = 0.1                # synth-2: probability that an MR image is EPI-like
+    max_present: int = 0              # at most this many modalities per subject and step (0 = no cap)
     checkpoint_every: int = 50
     log_every: int = 10
 
@@ -100,20 +106,50 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
     from multimodalgen.personalized.foundation import load_into, read_foundation_state
 
     model = PersonalizedNet(cfg.model) if cfg.kind == "xh" else ConcatNet(cfg.model)
+    if cfg.init_model:
+        from multimodalgen.personalized.weights import load_model
+
+        source, _ = load_model(cfg.init_model)
+        load_matching(model, source.state_dict())
     if cfg.init_encoder:
         state = read_foundation_state(cfg.init_encoder)
         load_into(model.encoder, state, tile_stem_to=len(cfg.model.modalities) if cfg.kind == "concat" else None)
     return model
 
 
-def sample_present(gen: torch.Generator, batch: int, m: int, mode: str, p_keep: float) -> torch.Tensor:
-    """Random modality subsets `(B, M)` bool, never empty."""
+def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Copy the tensors of `state` whose name and shape match into `model`; returns the names that did not fit.
+    Modality embeddings and per-modality decoders are matched row by row / module by module, so a model with more
+    modalities starts from one with fewer (same order)."""
+    own = model.state_dict()
+    skipped = []
+    with torch.no_grad():
+        for key, value in state.items():
+            if key not in own:
+                skipped.append(key)
+            elif own[key].shape == value.shape:
+                own[key].copy_(value)
+            elif key == "modality_embedding" and own[key].shape[1:] == value.shape[1:]:
+                n = min(own[key].shape[0], value.shape[0])
+                own[key][:n].copy_(value[:n])
+            else:
+                skipped.append(key)
+    return skipped
+
+
+def sample_present(gen: torch.Generator, batch: int, m: int, mode: str, p_keep: float, max_present: int = 0
+                   ) -> torch.Tensor:
+    """Random modality subsets `(B, M)` bool, never empty (at most `max_present` per row when > 0)."""
     if mode == "all":
         return torch.ones(batch, m, dtype=torch.bool)
     if mode == "single":
         pick = torch.randint(0, m, (batch,), generator=gen)
         return torch.nn.functional.one_hot(pick, m).bool()
-    keep = torch.rand(batch, m, generator=gen) < p_keep
+    scores = torch.rand(batch, m, generator=gen)
+    keep = scores < p_keep
+    if max_present > 0:  # the lowest-scoring modality is always kept, then at most max_present of the lowest
+        rank = scores.argsort(dim=1).argsort(dim=1)
+        return (keep | (rank == 0)) & (rank < max_present)
     empty = ~keep.any(dim=1)
     if bool(empty.any()):
         pick = torch.randint(0, m, (batch,), generator=gen)
@@ -166,6 +202,13 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: torch.device | str = "c
     model = build_model(cfg).to(device)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=cfg.weight_decay)
+    batches = None
+    if cfg.label_dir:
+        from multimodalgen.personalized.head_data import HeadBatches
+
+        batches = HeadBatches(cfg.label_dir, cfg.model.modalities, cfg.model.working_spacing, cfg.model.ct_window,
+                              cfg.p_partial, cfg.p_epi)
+    synth_version = _synth_version(cfg)
     start = 0
     ckpt = out / "last.pt"
     if resume and ckpt.is_file():
@@ -184,9 +227,12 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: torch.device | str = "c
             group["lr"] = lr
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         seeds = [cfg.seed * 10_000_000 + step * cfg.batch_size + i for i in range(cfg.batch_size)]
-        images, labels = sample_batch(seeds, cfg.shape, cfg.model.modalities)
+        if batches is not None:
+            images, labels = batches.batch(seeds, cfg.shape)
+        else:
+            images, labels = sample_batch(seeds, cfg.shape, cfg.model.modalities)
         images, labels = images.to(device), labels.to(device)
-        present = sample_present(gen, cfg.batch_size, m, cfg.subset, cfg.p_keep).to(device)
+        present = sample_present(gen, cfg.batch_size, m, cfg.subset, cfg.p_keep, cfg.max_present).to(device)
         losses = training_losses(model, cfg, images, labels, present, gen)
         loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
@@ -202,10 +248,19 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: torch.device | str = "c
             log.flush()
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             _save(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": done,
-                         "config": cfg.to_dict(), "synth_version": SYNTH_VERSION})
+                         "config": cfg.to_dict(), "synth_version": synth_version})
         progress.update("train", done / cfg.steps, f"step {done}/{cfg.steps} loss {float(loss.detach()):.3f}")
     log.close()
     return model.eval()
+
+
+def _synth_version(cfg: TrainConfig) -> str:
+    """The data engine version of a run (synth-2 for head subjects, the phantom engine otherwise)."""
+    if cfg.label_dir:
+        from multimodalgen.synthesis.subjects import SYNTH2_VERSION
+
+        return SYNTH2_VERSION
+    return SYNTH_VERSION
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,53 @@
+"""Training batches of synth-2 head subjects for personalized models (adapter over `multimodalgen.synthesis`).
+
+Each subject is one individual head (`synthesis.subjects`) rendered as every modality of the model on the model's
+working grid, then normalised with `multimodalgen.intensity.normalize` exactly as `prepare.stack_images` normalises
+user images at inference (same CT window). Targets are the head classes of `synthesis.head.HEAD_CLASSES`, which are
+the model's label values.
+
+Shapes: images `(B, M, I, J, K)` float32 in [0, 1] (model modality order), classes `(B, I, J, K)` int64.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from multimodalgen.intensity import CT_WINDOW_HU, normalize
+from multimodalgen.synthesis.head import HEAD_CLASSES
+from multimodalgen.synthesis.label_sources import read_label_folder
+from multimodalgen.synthesis.subjects import HeadSubjectSampler
+
+
+class HeadBatches:
+    """Draws normalised multimodal head subjects from a prepared label folder (read once)."""
+
+    def __init__(self, label_dir: str, modalities: tuple[str, ...], spacing: float,
+                 ct_window: tuple[float, float] | None = None, p_partial: float = 0.2, p_epi: float = 0.1,
+                 device: torch.device | str = "cpu") -> None:
+        if spacing <= 0:
+            raise ValueError("head subjects need the model's working spacing (> 0 mm)")
+        self.sampler = HeadSubjectSampler(read_label_folder(label_dir), device)
+        self.modalities = tuple(modalities)
+        self.spacing = float(spacing)
+        self.ct_window = tuple(ct_window) if ct_window else CT_WINDOW_HU
+        self.p_partial, self.p_epi = p_partial, p_epi
+
+    def subject(self, seed: int, shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One subject: images `(M, I, J, K)` in [0, 1] and classes `(I, J, K)` int64."""
+        sub = self.sampler.sample(seed, shape, self.spacing, self.modalities, self.p_partial, self.p_epi)
+        images = [torch.from_numpy(normalize(sub.images[m].cpu().numpy(), m, ct_window=self.ct_window))
+                  for m in self.modalities]
+        return torch.stack(images), sub.classes.cpu()
+
+    def batch(self, seeds: list[int], shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stacked subjects: images `(B, M, I, J, K)`, classes `(B, I, J, K)`."""
+        out = [self.subject(s, shape) for s in seeds]
+        return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])
+
+
+def head_label_names() -> tuple[str, ...]:
+    """The label names of a head-trained model, in label-value order (index 0 = background)."""
+    return HEAD_CLASSES
+
+
+__all__ = ["HeadBatches", "head_label_names"]

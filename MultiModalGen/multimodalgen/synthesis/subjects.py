@@ -1,0 +1,83 @@
+"""synth-2 subjects: one individual head anatomy rendered as several modalities of that same subject.
+
+    sample_head_subject(sources, seed, shape, spacing, modalities)
+        -> HeadSubject(images {modality: (I, J, K) float32 physical units}, classes (I, J, K) int64, affine)
+
+SynthSeg's recipe (real label maps, random geometry, contrast and resolution) extended to multimodal subjects: the
+anatomy (`head.render_head`) and the tissue properties (`physics.sample_tissue_properties`) are drawn once per
+subject, each modality gets its own acquisition (`physics.sample_acquisition`). With probability `p_partial` the
+field of view is cut by one or two random planes (partial heads, slabs): outside it the images are 0 and the classes
+background, as a scanner's field of view would leave them. Deterministic given the seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from multimodalgen.synthesis.head import brain_centre, render_head, sample_head_params
+from multimodalgen.synthesis.label_sources import LabelSources
+from multimodalgen.synthesis.physics import (MODALITIES, render_modality, sample_acquisition,
+                                             sample_tissue_properties)
+
+SYNTH2_VERSION = "synth-2.0"
+
+
+@dataclasses.dataclass
+class HeadSubject:
+    """One rendered subject (see module docstring); `affine` is its grid's voxel -> RAS mm."""
+
+    images: dict[str, torch.Tensor]
+    classes: torch.Tensor
+    affine: np.ndarray
+
+
+class HeadSubjectSampler:
+    """Holds the tissue map on a device and draws subjects from it (the map is read once)."""
+
+    def __init__(self, sources: LabelSources, device: torch.device | str = "cpu") -> None:
+        if sources.tissue is None:
+            from multimodalgen.errors import UserInputError
+
+            raise UserInputError(f"label folder {sources.folder} has no tissue probability map",
+                                 expected="tissue_probabilities.nii.gz (SPM TPM)",
+                                 fix="run prepare-labels on a data folder that holds spm_templates/TPM.nii.gz")
+        self.tissue = torch.as_tensor(sources.tissue, dtype=torch.float32, device=device)
+        self.affine = sources.tissue_affine
+        self.centre = brain_centre(sources.tissue, sources.tissue_affine)
+        self.device = torch.device(device)
+
+    def sample(self, seed: int, shape: tuple[int, int, int], spacing: float, modalities: tuple[str, ...],
+               p_partial: float = 0.2, p_epi: float = 0.1) -> HeadSubject:
+        unknown = [m for m in modalities if m not in MODALITIES]
+        if unknown:
+            raise ValueError(f"no synth-2 renderer for {unknown}; known: {MODALITIES}")
+        rng = np.random.default_rng(int(seed))
+        params = sample_head_params(rng, shape, spacing)
+        classes, subclasses, affine = render_head(self.tissue, self.affine, params, self.centre)
+        table = sample_tissue_properties(rng, params.subclasses)
+        images = {m: render_modality(classes, subclasses, table, sample_acquisition(rng, m, p_epi=p_epi), spacing)
+                  for m in modalities}
+        if rng.random() < p_partial:
+            keep = _field_of_view(rng, tuple(shape), self.device)
+            classes = torch.where(keep, classes, torch.zeros_like(classes))
+            images = {m: torch.where(keep, v, torch.full_like(v, -1000.0 if m == "CT" else 0.0))
+                      for m, v in images.items()}
+        return HeadSubject(images, classes, affine)
+
+
+def _field_of_view(rng: np.random.Generator, shape: tuple[int, int, int], device) -> torch.Tensor:
+    """Bool `(I, J, K)`: inside one or two random axis-aligned cuts (each keeps 40-90 % of its axis)."""
+    keep = torch.ones(shape, dtype=torch.bool, device=device)
+    for _ in range(int(rng.integers(1, 3))):
+        axis = int(rng.integers(3))
+        n = shape[axis]
+        cut = int(round(n * rng.uniform(0.4, 0.9)))
+        idx = torch.arange(n, device=device)
+        inside = idx < cut if rng.random() < 0.5 else idx >= n - cut
+        view = [1, 1, 1]
+        view[axis] = n
+        keep = keep & inside.view(view)
+    return keep

@@ -1,0 +1,127 @@
+"""synth-2: label sources, individual head anatomy, physics-shaped modalities, multimodal subjects."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from multimodalgen.errors import UserInputError
+from synth2_helpers import write_fake_data_folder
+
+
+@pytest.fixture
+def label_folder(tmp_path):
+    from multimodalgen.synthesis.label_sources import prepare_label_folder
+
+    data = write_fake_data_folder(tmp_path / "data")
+    prepare_label_folder(data, tmp_path / "labels")
+    return tmp_path / "labels"
+
+
+def test_prepare_labels_copies_only_cleared_sources(tmp_path, label_folder):
+    record = json.loads((label_folder / "sources.json").read_text())
+    assert set(record["files"]) == {"tissue_probabilities.nii.gz", "ct_head_labels.nii.gz"}
+    assert record["files"]["tissue_probabilities.nii.gz"]["licence"].startswith("GPL-2")
+    from multimodalgen.synthesis.label_sources import read_label_folder
+
+    sources = read_label_folder(label_folder)
+    assert sources.tissue.shape == (6, 24, 28, 24)
+    assert np.allclose(sources.tissue.sum(0), 1.0, atol=1e-3)
+    assert set(np.unique(sources.label_maps["ct_head_labels"][0])) == {0, 1, 2}
+
+
+def test_label_folder_bad_input(tmp_path):
+    import nibabel as nib
+
+    from multimodalgen.synthesis.label_sources import prepare_label_folder, read_label_folder
+
+    with pytest.raises(UserInputError, match="no label maps"):
+        prepare_label_folder(tmp_path, tmp_path / "out")            # a folder without any allowed source
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserInputError, match="no label maps"):
+        read_label_folder(empty)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    nib.Nifti1Image(np.random.rand(4, 4, 4).astype(np.float32), np.eye(4)).to_filename(str(bad / "x.nii.gz"))
+    with pytest.raises(UserInputError, match="not integer"):
+        read_label_folder(bad)
+    (bad / "x.nii.gz").unlink()
+    nib.Nifti1Image(np.zeros((4, 4, 4, 2), np.uint8), np.eye(4)).to_filename(str(bad / "y.nii.gz"))
+    with pytest.raises(UserInputError, match="not 3D"):
+        read_label_folder(bad)
+    (bad / "y.nii.gz").unlink()
+    nib.Nifti1Image(np.arange(512, dtype=np.int16).reshape(8, 8, 8), np.eye(4)).to_filename(str(bad / "z.nii.gz"))
+    with pytest.raises(UserInputError, match="255"):
+        read_label_folder(bad)
+    (bad / "z.nii.gz").unlink()
+    (bad / "corrupt.nii.gz").write_bytes(b"\x1f\x8b not a nifti")
+    with pytest.raises(UserInputError, match="cannot read"):
+        read_label_folder(bad)
+    (bad / "corrupt.nii.gz").unlink()
+    nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)).to_filename(str(bad / "aal.nii.gz"))
+    with pytest.raises(UserInputError, match="must not drive training"):
+        read_label_folder(bad)
+
+
+def test_head_subjects_are_deterministic_individual_and_multimodal(label_folder):
+    from multimodalgen.synthesis.label_sources import read_label_folder
+    from multimodalgen.synthesis.subjects import HeadSubjectSampler
+
+    sampler = HeadSubjectSampler(read_label_folder(label_folder))
+    mods = ("T1", "T2", "PD", "FLAIR", "CT", "PET")
+    a = sampler.sample(7, (24, 24, 24), 3.0, mods, p_partial=0.0)
+    b = sampler.sample(7, (24, 24, 24), 3.0, mods, p_partial=0.0)
+    c = sampler.sample(8, (24, 24, 24), 3.0, mods, p_partial=0.0)
+    assert torch.equal(a.classes, b.classes) and all(torch.equal(a.images[m], b.images[m]) for m in mods)
+    assert not torch.equal(a.classes, c.classes)                              # another individual
+    present = set(torch.unique(a.classes).tolist())
+    assert {1, 2} <= present and present <= {0, 1, 2, 3, 4, 5}
+    wm, gm = a.classes == 2, a.classes == 1
+    # physics: T1 white > grey, T2 grey > white, CT bone brightest, PET grey > white
+    assert a.images["T1"][wm].mean() > a.images["T1"][gm].mean()
+    assert a.images["T2"][gm].mean() > a.images["T2"][wm].mean()
+    assert a.images["PET"][gm].mean() > a.images["PET"][wm].mean()
+    if bool((a.classes == 4).any()):
+        assert a.images["CT"][a.classes == 4].mean() > a.images["CT"][gm].mean()
+    assert abs(float(np.linalg.det(a.affine[:3, :3]))) == pytest.approx(27.0, rel=0.4)
+
+
+def test_partial_field_of_view_blanks_images_and_labels(label_folder):
+    from multimodalgen.synthesis.label_sources import read_label_folder
+    from multimodalgen.synthesis.subjects import HeadSubjectSampler
+
+    sampler = HeadSubjectSampler(read_label_folder(label_folder))
+    cut = [sampler.sample(s, (16, 16, 16), 3.0, ("T1",), p_partial=1.0) for s in range(3)]
+    for sub in cut:
+        outside = sub.images["T1"] == 0
+        assert bool(outside.any()) and not bool(sub.classes[outside & (sub.classes != 0)].numel() > 0.05 *
+                                                  outside.sum())
+
+
+def test_individualisation_changes_ventricles_and_cortex(label_folder):
+    from multimodalgen.synthesis.fields import make_generator
+    from multimodalgen.synthesis.head import individual_classes, sample_head_params
+    from multimodalgen.synthesis.label_sources import read_label_folder
+
+    tissue = torch.as_tensor(read_label_folder(label_folder).tissue)
+    params = sample_head_params(np.random.default_rng(0), tuple(tissue.shape[1:]), 3.0)
+    counts = {}
+    for thickness in (-1.5, 1.5):
+        params.thickness, params.jitter, params.folding = thickness, 0.0, 0.0
+        classes = individual_classes(tissue, params, make_generator(0, "cpu"))
+        counts[thickness] = int((classes == 1).sum())
+    assert counts[1.5] > counts[-1.5]                                  # thicker cortex = more grey matter
+
+
+def test_head_batches_are_normalised_like_inference(label_folder):
+    from multimodalgen.personalized.head_data import HeadBatches
+
+    batches = HeadBatches(str(label_folder), ("T1", "CT"), 3.0, ct_window=(-100.0, 200.0))
+    images, classes = batches.batch([1, 2], (16, 16, 16))
+    assert images.shape == (2, 2, 16, 16, 16) and classes.shape == (2, 16, 16, 16)
+    assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
+    assert classes.dtype == torch.int64 and int(classes.max()) <= 5
