@@ -154,3 +154,10 @@ def definitions_for(names: tuple[str, ...] | list[str]) -> list[LabelDefinition]
         else:
             out.append(LabelDefinition(value, str(name), known.color, known.category, known.type))
     return out
+
+
+def canonical_name(name: str) -> str:
+    """The standard name of a tissue class given any accepted spelling ("GM", "gray matter" -> "grey matter");
+    other names come back stripped and lower-cased, so two label sets can be matched by name."""
+    known = _ALIASES.get(str(name).strip().lower())
+    return known.name if known is not None else str(name).strip().lower()

@@ -111,3 +111,24 @@ def test_load_matching_grows_modalities():
     assert torch.equal(big.modality_embedding[:3], small.modality_embedding)
     assert any(k.startswith("seg_head") for k in skipped)                  # other classes: not copied
     torch.testing.assert_close(big.encoder.stem[0].weight, small.encoder.stem[0].weight)
+
+
+def test_adapter_label_set_from_seg_nrrd_starts_from_the_base_head(tmp_path):
+    from multimodalgen.io.segmentation import write_segmentation
+    from multimodalgen.personalized.finetune import FinetuneConfig, names_from_label_file, prepare_model
+    from multimodalgen.volume import Volume
+
+    labels = np.zeros((6, 6, 6), np.uint8)
+    labels[1:3], labels[3:5] = 1, 2
+    segments = [{"label": 1, "name": "WM", "color": [1, 1, 1]}, {"label": 2, "name": "grey matter", "color": [1, 0, 0]}]
+    write_segmentation(Volume(labels, np.eye(4), "LABEL", {"segments": segments}), str(tmp_path / "l.seg.nrrd"))
+    names = names_from_label_file(tmp_path / "l.seg.nrrd")
+    assert names == ("background", "WM", "grey matter")
+    torch.manual_seed(0)
+    base = PersonalizedNet(head_config()).eval()
+    model, params = prepare_model(base, names, FinetuneConfig())
+    w, bw = model.seg_head[-1].weight, base.seg_head[-1].weight
+    torch.testing.assert_close(w[1], bw[2])          # "WM" row <- base "white matter"
+    torch.testing.assert_close(w[2], bw[1])          # "grey matter" row <- base "grey matter"
+    torch.testing.assert_close(w[0], bw[0])
+    assert model.config.labels == names

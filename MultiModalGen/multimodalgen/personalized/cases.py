@@ -82,13 +82,14 @@ def _existing(root: Path, value: str, name: str, line: int, column: str) -> Path
 
 
 def load_case(case: Case, modalities: tuple[str, ...], n_classes: int | None = None,
-              resample: bool = False) -> LoadedCase:
+              resample: bool = False, ct_window: tuple[float, float] | None = None) -> LoadedCase:
     """Read, check and normalise one case (labels must be on the images' grid and not empty)."""
     from multimodalgen.io import read_label, read_volume
     from multimodalgen.volume import same_grid
 
     volumes = {m: read_volume(p, m) for m, p in case.images.items()}
-    array, present, reference = stack_images(volumes, modalities, resample=resample, what=f"case {case.name}:")
+    array, present, reference = stack_images(volumes, modalities, resample=resample, what=f"case {case.name}:",
+                                             ct_window=ct_window)
     label = read_label(case.label)
     if not same_grid(label, reference):
         raise UserInputError(f"case {case.name}: label map {case.label.name} is not on the images' grid",

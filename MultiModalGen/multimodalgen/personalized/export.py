@@ -19,53 +19,88 @@ from multimodalgen.personalized.weights import save_model
 
 
 def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | None = None,
-               working_spacing: float = 0.0) -> Path:
-    """Write `out/config.json`, `out/model.safetensors` (fp16) and `out/MODEL_CARD.md` from `run/last.pt`."""
-    from multimodalgen.personalized.synthetic import SYNTH_VERSION
+               working_spacing: float = 0.0, metrics_source: str = "benchmarks/personalized") -> Path:
+    """Write `out/config.json`, `out/model.safetensors` (fp16), `out/pretrain_config.json` (the run's training
+    config, replayable with `label_dir` pointed at a prepared label folder) and `out/MODEL_CARD.md` from
+    `run/last.pt`."""
+    from multimodalgen.personalized.synthetic import SYNTH_VERSION as PHANTOM_VERSION
 
     name = name or out.name
-
     state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
     cfg = TrainConfig.from_dict(state["config"])
     if cfg.kind != "xh":
         raise ValueError("only X_h runs (kind 'xh') can be exported as personalized models")
-    model = build_model(TrainConfig.from_dict({**state["config"], "init_encoder": None}))
+    synth_version = str(state.get("synth_version", PHANTOM_VERSION))
+    model = build_model(TrainConfig.from_dict({**state["config"], "init_encoder": None, "init_model": None}))
     model.load_state_dict(state["model"])
     if working_spacing:
         model.config = dataclasses.replace(model.config, working_spacing=float(working_spacing))
-    training = {"steps": int(state["step"]), "train_config": cfg.to_dict(), "synth_version": SYNTH_VERSION,
-                "command": f"python -m multimodalgen.personalized.train --config {run / 'config.json'} --out {run}"}
+    command = ("python -m multimodalgen.personalized.train --config pretrain_config.json --out RUN"
+               + (" (label_dir: a folder made by `python -m multimodalgen.synthesis.prepare_labels`)"
+                  if cfg.label_dir else ""))
+    training = {"steps": int(state["step"]), "train_config": {**cfg.to_dict(), "label_dir": "LABELS" if
+                cfg.label_dir else None}, "synth_version": synth_version, "command": command}
+    if cfg.label_dir:
+        training["label_sources"] = _label_sources(Path(cfg.label_dir))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pretrain_config.json").write_text(json.dumps(training["train_config"], indent=2) + "\n", encoding="utf-8")
     version = str(version_from_name(name) or 1)
-    ref = save_model(out, model.eval(), name=name, version=version, training=training,
-                     description="personalized X_h segmentation (background/CSF/GM/WM) from any subset of T1/T2/PD")
+    classes = ", ".join(model.config.labels[1:])
+    ref = save_model(out, model.eval(), name=name, version=version, training=training, synth_version=synth_version,
+                     description=f"personalized X_h segmentation ({classes}) from any subset of "
+                                 f"{'/'.join(model.config.modalities)}")
     n_params = sum(p.numel() for p in model.parameters())
     size = (out / "model.safetensors").stat().st_size
+    if cfg.label_dir:
+        data = ("synth-2 head subjects (`multimodalgen.synthesis.subjects`): individual heads drawn from SPM's TPM "
+                "(GPL-2) with random pose, elastic deformation, cortical folding, cortical thickness, ventricle size, "
+                "sulcal CSF and skull thickness, rendered as T1/T2/PD/FLAIR (spin-echo / inversion-recovery physics), "
+                "CT (HU) and PET-like images of the same subject, with random slice thickness 1-7 mm, smoothing, bias, "
+                "noise, EPI distortion and cut fields of view. Label sources: " + ", ".join(
+                    f"{k} ({v['licence']})" for k, v in training["label_sources"].items()) + ". No real image, and "
+                "no non-commercial atlas, was used.")
+    else:
+        data = f"{synth_version} (multimodalgen.personalized.synthetic; fixed spin-echo g_m per modality)"
     lines = [f"# {name}", "",
              "Personalized multimodal segmentation model: shared foundation-encoder architecture with modality "
              "embeddings, X_h = masked mean over the modalities present + a learnable population prior, modality "
-             "decoders g_m and a segmentation head (background, CSF, GM, WM). Trained only on synthetic "
-             "same-subject multi-contrast data (no real images).", "",
+             f"decoders g_m and a segmentation head ({classes}; names, colours and SNOMED-CT codes in config.json "
+             "`labels`). Trained only on synthetic data.", "",
              "## Training", "",
-             f"- command: `{training['command']}`",
+             f"- command: `{command}`",
              f"- steps: {training['steps']} (batch {cfg.batch_size}, {cfg.shape[0]}^3 volumes, AdamW lr {cfg.lr}, "
-             f"cosine), modality dropout p_keep {cfg.p_keep}",
+             f"cosine), modality dropout p_keep {cfg.p_keep}" + (f", at most {cfg.max_present} modalities per step"
+                                                                 if cfg.max_present else ""),
              f"- losses: seg {cfg.w_seg}, reconstruction {cfg.w_rec}, invariance {cfg.w_inv}, prior {cfg.w_prior}; "
              f"MR-Pretrain {cfg.mr_pretrain}, GM-Coord {cfg.gm_coord}",
-             f"- encoder initialised from: {cfg.init_encoder or 'random'}; encoder normalisation: "
+             f"- initialised from: {cfg.init_model or cfg.init_encoder or 'random'}; encoder normalisation: "
              f"{cfg.model.encoder_norm} statistics; working spacing {model.config.working_spacing} mm "
-             "(images are resampled to it and the probabilities back; 0 = the images' own grid)",
-             f"- data engine: {SYNTH_VERSION} (multimodalgen.personalized.synthetic; fixed spin-echo g_m per "
-             "modality)", "",
+             "(images are resampled to it and the probabilities back)"
+             + (f"; sliding windows of {model.config.patch_size}^3" if model.config.patch_size else "")
+             + (f"; CT window {list(model.config.ct_window)} HU" if model.config.ct_window else ""),
+             f"- data engine: {data}", "",
              "## Files", "",
              f"- model.safetensors: fp16, {size / 1e6:.2f} MB, {n_params} parameters, sha256 `{ref.sha256}`",
-             "- config.json: architecture (PersonalizedConfig) and training record", ""]
+             "- config.json: architecture (PersonalizedConfig), label definitions and training record",
+             "- pretrain_config.json: the training config (set `label_dir` to a prepared label folder to replay)", ""]
     if metrics:
-        lines += ["## Metrics (benchmarks/personalized/run.py)", "", "```", json.dumps(metrics, indent=1), "```", ""]
+        lines += [f"## Metrics ({metrics_source})", "", "```", json.dumps(metrics, indent=1), "```", ""]
     lines += ["## Limits", "",
-              "Short CPU training budget; synthetic-only pretraining. Use an adapter (`multimodalgen finetune`) for "
-              "real data. Not for clinical use.", ""]
+              "Short CPU training budget; synthetic-only training. Use an adapter (`multimodalgen finetune`) for "
+              "your site's data. Not for clinical use.", ""]
     (out / "MODEL_CARD.md").write_text("\n".join(lines), encoding="utf-8")
     return out
+
+
+def _label_sources(folder: Path) -> dict:
+    """`{file: {"licence", "source"}}` of the label maps a head-subject run draws from (the folder's tissue map),
+    from its sources.json (empty when it has none)."""
+    record = folder / "sources.json"
+    if not record.is_file():
+        return {}
+    files = json.loads(record.read_text(encoding="utf-8")).get("files", {})
+    return {k: {"licence": v.get("licence"), "source": v.get("source")} for k, v in files.items()
+            if v.get("kind") == "tissue"}   # head subjects are drawn from the tissue map only
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,8 +33,10 @@ from multimodalgen.personalized.losses import (invariance_loss, masked_reconstru
                                                reconstruction_loss, segmentation_loss)
 from multimodalgen.personalized.model import PersonalizedNet, _head
 from multimodalgen.personalized.prepare import pad_to_multiple, to_working_grid
+from multimodalgen.personalized.sliding import predict_logits
 from multimodalgen.personalized.train import sample_present
 from multimodalgen.progress import Progress
+from multimodalgen.terminology import canonical_name
 
 METHODS = ("mor", "lora", "full")
 ENCODER_TARGETS = ("encoder.*",)
@@ -84,6 +86,7 @@ def prepare_model(base: PersonalizedNet, labels: tuple[str, ...], cfg: FinetuneC
     if tuple(labels) != tuple(base.config.labels):
         model.config = dataclasses.replace(base.config, labels=tuple(labels))
         model.seg_head = _head(base.config.encoder.out_channels, base.config.head_width, len(labels))
+        _init_head_by_name(model.seg_head, base.seg_head, tuple(labels), tuple(base.config.labels))
     if cfg.method == "full":
         for p in model.parameters():
             p.requires_grad_(True)
@@ -95,6 +98,22 @@ def prepare_model(base: PersonalizedNet, labels: tuple[str, ...], cfg: FinetuneC
     for p in head.parameters():
         p.requires_grad_(True)
     return model, adapter_parameters(model) + list(head.parameters())
+
+
+@torch.no_grad()
+def _init_head_by_name(head: nn.Sequential, base_head: nn.Sequential, labels: tuple[str, ...],
+                       base_labels: tuple[str, ...]) -> None:
+    """Start a new label set's head from the base model's: hidden layer copied, and each output class whose name the
+    base model knows (legacy GM/WM/CSF spellings matched to the tissue names; background always) copies the base
+    class's row, so an adapter for a subset of the base's classes starts where the base model is."""
+    head[0].load_state_dict(base_head[0].state_dict())
+    base_index = {canonical_name(n): i for i, n in enumerate(base_labels)}
+    base_index["background"] = 0
+    for i, name in enumerate(labels):
+        j = base_index.get("background" if i == 0 else canonical_name(name))
+        if j is not None:
+            head[-1].weight[i].copy_(base_head[-1].weight[j])
+            head[-1].bias[i].copy_(base_head[-1].bias[j])
 
 
 def trainable_state(model: PersonalizedNet, cfg: FinetuneConfig) -> dict[str, torch.Tensor]:
@@ -129,7 +148,7 @@ def validate(model: PersonalizedNet, cases: list[LoadedCase], device: torch.devi
     for case in cases:
         x, size = pad_to_multiple(torch.from_numpy(case.array)[None], model.config.encoder.divisor)
         present = torch.from_numpy(case.present)[None]
-        pred = model(x.to(device), present.to(device), reconstruct=False)["logits"].argmax(1)[0].cpu()
+        pred = predict_logits(model, x.to(device), present.to(device)).argmax(1)[0].cpu()
         pred = pred[: size[0], : size[1], : size[2]]
         scores.append(np.nanmean(dice_per_class(pred, torch.from_numpy(case.labels), model.config.n_classes)))
     return float(np.mean(scores))
@@ -236,6 +255,20 @@ def finetune_cases(base: PersonalizedNet, cases: list[LoadedCase], labels: tuple
     return model.eval(), record
 
 
+def names_from_label_file(path: Path) -> tuple[str, ...] | None:
+    """Label names `("background", name_1, ...)` from a label file that carries segment names (a `.seg.nrrd`),
+    in label-value order; None for plain label maps."""
+    from multimodalgen.io import read_label
+
+    segments = read_label(str(path)).metadata.get("segments") or []
+    if not segments:
+        return None
+    by_value = {int(s["label"]): str(s["name"]) for s in segments}
+    if sorted(by_value) != list(range(1, len(by_value) + 1)):
+        return None
+    return ("background",) + tuple(by_value[v] for v in range(1, len(by_value) + 1))
+
+
 def finetune(cases_csv: str | Path, out: str | Path, cfg: FinetuneConfig | None = None, base_model: str | None = None,
              labels: tuple[str, ...] | None = None, device: torch.device | str = "cpu",
              progress: Progress | None = None, resample: bool = False, name: str | None = None) -> Path:
@@ -245,10 +278,10 @@ def finetune(cases_csv: str | Path, out: str | Path, cfg: FinetuneConfig | None 
     cfg = cfg or FinetuneConfig()
     progress = progress or Progress.null()
     base, ref = load_model(base_model, device)
-    labels = tuple(labels) if labels else base.config.labels
     rows = read_cases(cases_csv, base.config.modalities)
+    labels = tuple(labels) if labels else (names_from_label_file(rows[0].label) or base.config.labels)
     progress.update("load", 0.0, f"{len(rows)} cases")
-    cases = [load_case(r, base.config.modalities, len(labels), resample) for r in rows]
+    cases = [load_case(r, base.config.modalities, len(labels), resample, base.config.ct_window) for r in rows]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model, record = finetune_cases(base, cases, labels, cfg, device, progress, checkpoint=out / "checkpoint.pt")

@@ -21,6 +21,7 @@ from multimodalgen.models.registry import DEFAULT_MODELS
 from multimodalgen.errors import UserInputError
 from multimodalgen.personalized.config import PersonalizedConfig
 from multimodalgen.personalized.model import PersonalizedNet
+from multimodalgen.terminology import definitions_for, labels_to_json
 
 DEFAULT_MODEL = DEFAULT_MODELS["personalized"]
 WEIGHTS = "model.safetensors"
@@ -28,8 +29,9 @@ WEIGHTS = "model.safetensors"
 
 def save_model(folder: str | Path, model: PersonalizedNet, name: str = DEFAULT_MODEL, version: str = "1",
                description: str = "", training: dict[str, Any] | None = None,
-               dtype: torch.dtype = torch.float16) -> BaseModelRef:
-    """Write `model` into `folder`; returns its identity (sha256 of the weights file)."""
+               dtype: torch.dtype = torch.float16, synth_version: str | None = None) -> BaseModelRef:
+    """Write `model` into `folder`; returns its identity (sha256 of the weights file). config.json also lists the
+    model's label definitions (`labels`: name, colour, SNOMED-CT codes; `multimodalgen.terminology`)."""
     from safetensors.torch import save_file
 
     from multimodalgen.personalized.synthetic import SYNTH_VERSION
@@ -47,7 +49,8 @@ def save_model(folder: str | Path, model: PersonalizedNet, name: str = DEFAULT_M
     config = {"name": name, "kind": "personalized", "version": version,
               "description": description or "personalized multimodal segmentation (X_h) on the foundation encoder",
               "model": model.config.to_dict(), "weights": WEIGHTS, "sha256": sha, "dtype": str(dtype).split(".")[-1],
-              "synth_version": SYNTH_VERSION, "training": training or {}}
+              "labels": labels_to_json(definitions_for(model.config.labels)),
+              "synth_version": synth_version or SYNTH_VERSION, "training": training or {}}
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return BaseModelRef(name, version, sha)
 

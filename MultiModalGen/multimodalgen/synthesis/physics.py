@@ -5,7 +5,8 @@ proton density, CT attenuation (HU) and PET uptake (relative). Each modality is 
 properties, with acquisition parameters drawn per image:
 
 - MR spin echo (T1: TR 400-700 ms, TE 8-20; T2: TR 3000-6000, TE 80-120; PD: TR 2000-4000, TE 10-20):
-  S = PD (1 - exp(-TR/T1)) exp(-TE/T2); FLAIR (inversion recovery, TI 2000-2600, TR 8000-10000, TE 100-140):
+  S = PD (1 - exp(-TR/T1)) exp(-TE/T2); half of the T1 images are MPRAGE-like inversion recovery instead (TI 800-1100,
+  TR 2000-2500, TE 3), which gives the stronger grey/white contrast of 3D T1 scans; FLAIR (inversion recovery, TI 2000-2600, TR 8000-10000, TE 100-140):
   S = PD |1 - 2 exp(-TI/T1) + exp(-TR/T1)| exp(-TE/T2). Then bias field, Rician noise, optional gamma.
   With probability `p_epi` an MR image is EPI-like: geometric distortion along one axis and signal drop-out.
 - CT: attenuation in HU with HU ordering air < fat < CSF < white < grey < bone; Gaussian noise in HU.
@@ -109,9 +110,11 @@ def sample_acquisition(rng: np.random.Generator, modality: str, p_epi: float = 0
         if modality in ranges else (0.0, 0.0)
     thick = float(rng.uniform(1.0, 7.0)) if rng.random() < 0.6 else float(rng.uniform(1.0, 2.0))
     is_mr = modality in MR_MODALITIES
+    ti = float(rng.uniform(2000, 2600)) if modality == "FLAIR" else 0.0
+    if modality == "T1" and rng.random() < 0.5:                                  # MPRAGE-like
+        tr, te, ti = float(rng.uniform(2000, 2500)), 3.0, float(rng.uniform(800, 1100))
     return AcquisitionParams(
-        modality=modality, seed=int(rng.integers(0, 2**31 - 1)), tr=tr, te=te,
-        ti=float(rng.uniform(2000, 2600)) if modality == "FLAIR" else 0.0,
+        modality=modality, seed=int(rng.integers(0, 2**31 - 1)), tr=tr, te=te, ti=ti,
         slice_axis=int(rng.integers(3)), slice_mm=thick,
         smooth_fwhm_mm=float(rng.uniform(4.0, 10.0)) if rng.random() < p_smooth else 0.0,
         bias=float(rng.uniform(0.0, 0.35)) if is_mr else 0.0,
@@ -123,7 +126,7 @@ def sample_acquisition(rng: np.random.Generator, modality: str, p_epi: float = 0
 def mr_signal(t1: torch.Tensor, t2: torch.Tensor, pd: torch.Tensor, acq: AcquisitionParams) -> torch.Tensor:
     """Spin-echo (or, for FLAIR, inversion-recovery) magnitude signal of property maps (ms, ms, [0, 1])."""
     t1, t2 = t1.clamp_min(1.0), t2.clamp_min(1.0)
-    if acq.modality == "FLAIR":
+    if acq.ti > 0:                                                               # inversion recovery
         return pd * (1.0 - 2.0 * torch.exp(-acq.ti / t1) + torch.exp(-acq.tr / t1)).abs() * torch.exp(-acq.te / t2)
     return pd * (1.0 - torch.exp(-acq.tr / t1)) * torch.exp(-acq.te / t2)
 

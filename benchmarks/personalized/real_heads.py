@@ -1,0 +1,244 @@
+"""Personalized segmentation on real heads (issue 19): one run, baselines beside, Dice matched by segment NAME.
+
+    .venv/bin/python benchmarks/personalized/real_heads.py [--data ../shared/data] [--models personalized-v3,personalized-v2]
+        [--skip-colin] [--out results.json]
+
+Cases (all from `--data`; evaluation only, never training):
+- SPM oldnorm T1/T2/PD (2 mm, smoothed) and avg152 T1/T2/PD (2 mm), every non-empty subset; truth = oldseg
+  grey/white/CSF maps (argmax where the largest is >= 0.5, else background).
+- Robustness on oldnorm: a PET-like image (uptake grey 1, white .3, CSF .05, 6 mm blur, rendered from the oldseg maps)
+  added to T1; T1 rotated 15 degrees about two axes (truth rotated with it); T1 cropped to the upper 60 % of the head;
+  a 2 x 2 x 6 mm anisotropic T1 (every third slice of a 6 mm-smoothed copy) segmented and compared on its own grid.
+- Colin27 `ch2` (1 mm, 181 x 217 x 181, one individual brain): grey-matter Dice against the union of the AAL regions
+  inside `ch2bet` (the prediction is restricted to `ch2bet` too); seconds and peak memory of `segment_volumes`.
+
+Baseline: k-means (k = 3) on the stacked normalised intensities inside an ORACLE brain mask (truth > 0), clusters
+assigned to classes by the best permutation against the truth (generous: it sees the truth twice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CLASSES = ("grey matter", "white matter", "cerebrospinal fluid")
+MODALITIES = ("T1", "T2", "PD")
+
+
+def canonical(name: str) -> str:
+    """Segment name -> the canonical class name (legacy GM/WM/CSF spellings accepted)."""
+    from multimodalgen.terminology import canonical_name
+
+    return canonical_name(name)
+
+
+def truth_labels(spm: Path):
+    """oldseg -> label Volume with values 1 grey, 2 white, 3 CSF (names in metadata)."""
+    from multimodalgen.io import read_volume
+    from multimodalgen.volume import Volume
+
+    maps = [read_volume(spm / f"oldseg_{t}.nii.gz") for t in ("grey", "white", "csf")]
+    stack = np.stack([m.array for m in maps])
+    labels = np.where(stack.max(0) >= 0.5, stack.argmax(0) + 1, 0).astype(np.uint8)
+    return Volume(labels, maps[0].affine, "LABEL"), stack
+
+
+def dice_by_name(pred, pred_names: dict[int, str], truth: np.ndarray) -> dict[str, float]:
+    """Dice per class of CLASSES; `pred_names` maps label value -> segment name; truth values 1..3 = CLASSES."""
+    out = {}
+    for t, cls in enumerate(CLASSES, start=1):
+        values = [v for v, n in pred_names.items() if canonical(n) == cls]
+        p = np.isin(pred, values) if values else np.zeros_like(truth, bool)
+        g = truth == t
+        denom = p.sum() + g.sum()
+        out[cls] = float(2 * (p & g).sum() / denom) if denom else float("nan")
+    return out
+
+
+def names_of(label_volume) -> dict[int, str]:
+    segs = label_volume.metadata.get("segments")
+    if segs:
+        return {int(s["label"]): s["name"] for s in segs}
+    return {int(k): v for k, v in label_volume.metadata["labels"].items() if int(k) > 0}
+
+
+def kmeans_oracle(images: dict, truth: np.ndarray, seed: int = 0) -> np.ndarray:
+    """k-means (k=3) inside the oracle brain mask, clusters matched to classes by the best permutation."""
+    from sklearn.cluster import KMeans
+
+    from multimodalgen.intensity import normalize
+
+    mask = truth > 0
+    feats = np.stack([normalize(v.array, m)[mask] for m, v in images.items()], 1)
+    km = KMeans(3, n_init=4, random_state=seed).fit(feats)
+    best, best_score = None, -1.0
+    for perm in itertools.permutations(range(3)):
+        lab = np.zeros_like(truth)
+        lab[mask] = np.asarray(perm)[km.labels_] + 1
+        score = np.mean([2 * ((lab == c) & (truth == c)).sum() / max(1, (lab == c).sum() + (truth == c).sum())
+                         for c in (1, 2, 3)])
+        if score > best_score:
+            best, best_score = lab, score
+    return best
+
+
+def subset_table(model, spm: Path, prefix: str, truth, seg) -> dict[str, dict[str, float]]:
+    from multimodalgen.io import read_volume
+
+    pattern = {"oldnorm": "oldnorm_{}.nii.gz", "avg152": "avg152{}.nii.gz"}[prefix]
+    images = {m: read_volume(spm / pattern.format(m), m) for m in MODALITIES}
+    out = {}
+    for r in range(1, 4):
+        for subset in itertools.combinations(MODALITIES, r):
+            key = "+".join(subset)
+            if model == "k-means (oracle mask)":
+                pred = kmeans_oracle({m: images[m] for m in subset}, truth.array)
+                out[key] = dice_by_name(pred, dict(enumerate(CLASSES, start=1)), truth.array)
+            else:
+                labels = seg({m: images[m] for m in subset}, model)
+                out[key] = dice_by_name(labels.array, names_of(labels), truth.array)
+    return out
+
+
+def robustness(model, spm: Path, truth, stack, seg) -> dict[str, dict[str, float]]:
+    """PET added, rotated, cropped and anisotropic copies of oldnorm T1 (see module docstring)."""
+    import torch
+
+    from multimodalgen.io import read_volume
+    from multimodalgen.resample import resample_like
+    from multimodalgen.synthesis.fields import gaussian_blur
+    from multimodalgen.volume import Volume
+
+    t1 = read_volume(spm / "oldnorm_T1.nii.gz", "T1")
+    lab = seg({"T1": t1}, model)
+    out = {"T1": dice_by_name(lab.array, names_of(lab), truth.array)}
+    uptake = 1.0 * stack[0] + 0.3 * stack[1] + 0.05 * stack[2]
+    pet = gaussian_blur(torch.from_numpy(uptake.astype(np.float32)), (6 / 2.355 / 2,) * 3).numpy()
+    pet_vol = Volume(pet, t1.affine, "PET")
+    lab = seg({"T1": t1, "PET": pet_vol}, model)
+    out["T1+PET"] = dice_by_name(lab.array, names_of(lab), truth.array)
+    # rotated: the image is resampled onto a rotated grid; the truth is resampled onto the same grid
+    angle = np.deg2rad(15)
+    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    rot = rot @ np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
+    affine = t1.affine.copy()
+    centre = t1.affine @ np.append((np.array(t1.shape3d) - 1) / 2, 1)
+    affine[:3, :3] = rot @ t1.affine[:3, :3]
+    affine[:3, 3] = centre[:3] - affine[:3, :3] @ ((np.array(t1.shape3d) - 1) / 2)
+    grid = Volume(np.zeros(t1.shape3d, np.float32), affine, "T1")
+    t1_rot = resample_like(t1, grid, order="linear")
+    truth_rot = resample_like(truth, grid, order="nearest")
+    lab = seg({"T1": t1_rot}, model)
+    out["T1 rotated 15/15 deg"] = dice_by_name(lab.array, names_of(lab), truth_rot.array)
+    # cropped: upper 60 % of the head along the superior axis (K)
+    k0 = int(t1.shape3d[2] * 0.4)
+    crop_aff = t1.affine.copy()
+    crop_aff[:3, 3] = (t1.affine @ np.array([0, 0, k0, 1]))[:3]
+    t1_crop = Volume(t1.array[:, :, k0:].copy(), crop_aff, "T1")
+    lab = seg({"T1": t1_crop}, model)
+    out["T1 cropped (upper 60 %)"] = dice_by_name(lab.array, names_of(lab), truth.array[:, :, k0:])
+    # anisotropic: 6 mm slices along K
+    thick = gaussian_blur(torch.from_numpy(t1.array.astype(np.float32)), (0, 0, 6 / 2.355 / 2)).numpy()[:, :, ::3]
+    an_aff = t1.affine.copy()
+    an_aff[:3, 2] *= 3
+    lab = seg({"T1": Volume(thick.copy(), an_aff, "T1")}, model)
+    out["T1 2x2x6 mm"] = dice_by_name(lab.array, names_of(lab), truth.array[:, :, ::3])
+    return out
+
+
+def colin(model, data: Path, seg) -> dict:
+    from multimodalgen.io import read_volume
+
+    t1 = read_volume(data / "colin27_mricron" / "ch2.nii.gz", "T1")
+    bet = read_volume(data / "colin27_mricron" / "ch2bet.nii.gz").array > 0
+    aal = read_volume(data / "colin27_mricron" / "aal.nii.gz").array
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    lab = seg({"T1": t1}, model)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    names = names_of(lab)
+    gm_values = [v for v, n in names.items() if canonical(n) == "grey matter"]
+    pred = np.isin(lab.array, gm_values) & bet
+    truth = (aal > 0) & bet
+    dice = float(2 * (pred & truth).sum() / max(1, pred.sum() + truth.sum()))
+    return {"gm_dice_vs_aal": dice, "seconds": round(seconds, 1), "peak_rss_gb": round(peak / 1e6, 2),
+            "peak_rss_gb_before": round(before / 1e6, 2)}
+
+
+def mean3(d: dict[str, float]) -> float:
+    return float(np.nanmean([d[c] for c in CLASSES]))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=str(Path(__file__).resolve().parents[3] / "shared" / "data"))
+    p.add_argument("--models", default="personalized-v3,personalized-v2")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--sets", default="oldnorm,avg152", help="template sets to run (oldnorm, avg152)")
+    p.add_argument("--skip-colin", action="store_true")
+    p.add_argument("--skip-robustness", action="store_true")
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    import torch
+
+    torch.set_num_threads(a.threads)
+    from multimodalgen.personalized.inference import segment_volumes
+    from multimodalgen.personalized.weights import load_model
+
+    data = Path(a.data)
+    spm = data / "spm_templates"
+    truth, stack = truth_labels(spm)
+    loaded = {name: load_model(name)[0] for name in a.models.split(",") if name}
+
+    def seg(images, model):
+        return segment_volumes(images, model=loaded[model], resample=True)
+
+    results: dict = {"oldnorm": {}, "avg152": {}, "robustness": {}, "colin27": {}}
+    methods = list(loaded) + ["k-means (oracle mask)"]
+    subsets = ["+".join(s) for r in (1, 2, 3) for s in itertools.combinations(MODALITIES, r)]
+    for prefix in a.sets.split(","):
+        for method in methods:
+            results[prefix][method] = subset_table(method, spm, prefix, truth, seg)
+        print(f"\n{prefix} T1/T2/PD (2 mm), mean Dice over grey/white/CSF matched by segment name")
+        print(f"{'method':<24}" + "".join(f"{s:>10}" for s in subsets) + f"{'mean':>8}{'worst':>8}")
+        for method in methods:
+            vals = [mean3(results[prefix][method][s]) for s in subsets]
+            print(f"{method:<24}" + "".join(f"{v:10.3f}" for v in vals) + f"{np.mean(vals):8.3f}{min(vals):8.3f}")
+        best = methods[0]
+        per_class = {c: np.mean([results[prefix][best][s][c] for s in subsets]) for c in CLASSES}
+        print(f"  {best} per class (mean over subsets): " + ", ".join(f"{c} {v:.3f}" for c, v in per_class.items()),
+              flush=True)
+    if not a.skip_robustness:
+        print("\nRobustness on oldnorm (mean Dice grey/white/CSF)")
+        for method in loaded:
+            results["robustness"][method] = robustness(method, spm, truth, stack, seg)
+            print(f"{method:<24}" + "  ".join(f"{k}: {mean3(v):.3f}" for k, v in results["robustness"][method].items()))
+    if not a.skip_colin:
+        print("\nColin27 ch2 (1 mm, 181x217x181): grey matter vs union of AAL regions inside ch2bet")
+        for method in loaded:
+            results["colin27"][method] = colin(method, data, seg)
+            r = results["colin27"][method]
+            print(f"{method:<24} GM Dice {r['gm_dice_vs_aal']:.3f}  {r['seconds']} s  peak RSS {r['peak_rss_gb']} GB")
+    first = methods[0]
+    old = [mean3(results["oldnorm"][first][s]) for s in subsets]
+    km = [mean3(results["oldnorm"]["k-means (oracle mask)"][s]) for s in subsets]
+    print("\nTargets (oldnorm):")
+    print(f"  {first} mean {np.mean(old):.3f} (>= .80): {'MET' if np.mean(old) >= 0.8 else 'MISSED'}; "
+          f"vs k-means {np.mean(km):.3f} + .05: {'MET' if np.mean(old) >= np.mean(km) + 0.05 else 'MISSED'}; "
+          f"worst subset {min(old):.3f} within .03 of T1+T2+PD {old[-1]:.3f}: "
+          f"{'MET' if old[-1] - min(old) <= 0.03 else 'MISSED'}")
+    if a.out:
+        Path(a.out).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
