@@ -99,7 +99,9 @@ def importRegistration(outputs: dict, movingVolume, fixedVolume, outputTransform
                 logging.info("Replacing linear transform node %s by a grid transform node", name)
                 slicer.mrmlScene.RemoveNode(outputTransform)
             outputTransform = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLGridTransformNode", name)
-        bridge.gridTransformFromField(outputTransform, field.array, field.affine)
+        # displacement.nii.gz holds LPS mm components (ITK's convention, as every door of the register verb)
+        rasField = field.array * np.array([-1.0, -1.0, 1.0], np.float32)[:, None, None, None]
+        bridge.gridTransformFromField(outputTransform, rasField, field.affine)
     else:
         if outputTransform is None:
             outputTransform = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode",

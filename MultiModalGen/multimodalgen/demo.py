@@ -11,7 +11,6 @@ A `summary.json` lists each step's status, outputs, timings and metrics.
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 from typing import Callable
@@ -35,13 +34,6 @@ def add_parser(subparsers) -> None:
     demo.set_defaults(handler=run)
 
 
-def _available(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 def step_io(samples: Path, out: Path, ctx) -> dict:
     """Read each sample, report geometry, resample the T1 to 1 mm, write overlays."""
     from multimodalgen.resample import resample_isotropic
@@ -63,8 +55,6 @@ def step_io(samples: Path, out: Path, ctx) -> dict:
 
 
 def step_features(samples: Path, out: Path, ctx) -> dict | str:
-    if not _available("multimodalgen.encoder.inference"):
-        return "the foundation encoder is not in this build yet"
     from multimodalgen.encoder.inference import features_for_volume
     from multimodalgen.encoder.weights import load_encoder
     from multimodalgen.models.registry import list_models
@@ -115,15 +105,13 @@ def transform_error_mm(transform_path: Path, fixed: Volume, truth_ras: np.ndarra
 
 
 def step_registration(samples: Path, out: Path, ctx) -> dict | str:
-    if not _available("multimodalgen.registration"):
-        return "the registration engine is not in this build yet"
-    from multimodalgen.registration import register_files
+    from multimodalgen.verbs import RunContext, run_verb
 
     fixed_path = samples / "colin27_T1_2mm.nii.gz"
-    report = register_files(fixed=fixed_path, moving=samples / "colin27_T2like_moved_2mm.nii.gz",
-                            out_dir=out / "registration", mode="deformable", preset="fast",
-                            device=ctx.device, progress=ctx.progress)
-    report = report if isinstance(report, dict) else getattr(report, "report", {})
+    result = run_verb("register", {"fixed": str(fixed_path), "moving": str(samples / "colin27_T2like_moved_2mm.nii.gz"),
+                                   "mode": "deformable", "preset": "fast"}, out / "registration",
+                      RunContext(ctx.device_name, ctx.progress))
+    report = result.metrics
     metrics = transform_error_mm(out / "registration" / "transform.h5", read_volume(fixed_path, "T1"),
                                  sample_known_motion())
     metrics.update({k: report.get(k) for k in ("similarity_before", "similarity_after") if k in report})
@@ -132,8 +120,6 @@ def step_registration(samples: Path, out: Path, ctx) -> dict | str:
 
 
 def step_fewshot(samples: Path, out: Path, ctx) -> dict | str:
-    if not _available("multimodalgen.fewshot"):
-        return "the few-shot segmentation engine is not in this build yet"
     from multimodalgen.fewshot import segment_from_slices
 
     image = read_volume(samples / "brain1_MR.nrrd", "T1")
@@ -167,8 +153,6 @@ def step_fewshot(samples: Path, out: Path, ctx) -> dict | str:
 
 def step_personalized(samples: Path, out: Path, ctx) -> dict | str:
     """Segment CSF/GM/WM from the T1 plus the registered T2-like head (any subset works), with the base model."""
-    if not _available("multimodalgen.personalized"):
-        return "the personalized segmentation engine is not in this build yet"
     warped = out / "registration" / "warped.nii.gz"
     if not warped.is_file():
         return "needs the registration step's warped.nii.gz (registration did not run)"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import multiprocessing
 import os
@@ -119,21 +118,13 @@ def test_bad_requests_raise_before_running(cohort, tmp_path):
         run(cohort, "resample", tmp_path / "o", address="auto", workers=0)
 
 
-def test_missing_engine_fails_each_study_clearly(tmp_path, monkeypatch):
-    import multimodalgen.batch.engine_tasks as engine_tasks
-    from multimodalgen.worker.tasks import MissingEngineError
-
-    def missing(*args):
-        raise MissingEngineError("task 'register' needs multimodalgen.registration.register_files, which this "
-                                 "backend lacks")
-
-    monkeypatch.setattr(engine_tasks, "_engine", missing)
+def test_a_failing_study_fails_alone_with_a_clear_message(tmp_path):
     for name in ("f.nii.gz", "m.nii.gz"):
-        (tmp_path / name).write_bytes(b"x")
+        (tmp_path / name).write_bytes(b"x")  # not images: the registration verb refuses them
     (tmp_path / "S.csv").write_text("study_id,fixed,moving\na,f.nii.gz,m.nii.gz\nb,f.nii.gz,m.nii.gz\n")
     summary = run(tmp_path / "S.csv", "register", tmp_path / "out", workers=0, device="cpu")
-    assert summary.failed == 2 and all("register_files" in e for e in summary.failed_ids.values())
-    assert summary.statuses[0]["error_type"] == "MissingEngineError"
+    assert summary.failed == 2 and all("f.nii.gz" in e for e in summary.failed_ids.values())
+    assert summary.statuses[0]["error_type"] == "UserInputError"
 
 
 def test_cli_json_events_and_exit_codes(cohort, tmp_path, capsys):
@@ -155,21 +146,23 @@ def test_cli_json_events_and_exit_codes(cohort, tmp_path, capsys):
 
 def crash_on_s2(inputs, out_dir, options, ctx):
     """A task that kills its worker process on study s2 (stands in for a segfault or an out-of-memory kill)."""
-    from multimodalgen.batch.resample_task import resample_task
+    from multimodalgen.batch.verb_study import run_study_verb
 
     if out_dir.name == "s2":
         os._exit(7)
-    return resample_task(inputs, out_dir, options, ctx)
+    from multimodalgen.batch.tasks import get_task
+
+    return run_study_verb(get_task("resample"), inputs, out_dir, options, ctx)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses fork to hand the test task to the workers")
 def test_a_dying_worker_fails_only_its_study(cohort, tmp_path, monkeypatch):
     from multimodalgen.batch import local_engine
-    from multimodalgen.batch.tasks import TASKS
-
     fork = multiprocessing.get_context("fork")  # children inherit the patched task registry
     monkeypatch.setattr(local_engine.multiprocessing, "get_context", lambda method: fork)
-    monkeypatch.setitem(TASKS, "resample", dataclasses.replace(TASKS["resample"], target=f"{__name__}:crash_on_s2"))
+    from multimodalgen.batch import study
+
+    monkeypatch.setattr(study, "load_task_function", lambda spec: crash_on_s2)
     summary = run(cohort, "resample", tmp_path / "out", workers=2)
     assert (summary.done, summary.failed) == (5, 3)
     assert "worker process died while running this study, twice" in summary.failed_ids["s2"]

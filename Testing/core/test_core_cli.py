@@ -67,7 +67,7 @@ def test_json_progress_events(tmp_path, volume):
     progress = [e for e in events if e["event"] == "progress"]
     assert progress and all({"stage", "fraction", "message"} <= set(e) for e in progress)
     assert progress[-1]["fraction"] == 1.0
-    assert events[-1]["event"] == "result" and events[-1]["output"].endswith("out.mha")
+    assert events[-1]["event"] == "result" and events[-1]["outputs"]["output"].endswith("out.mha")
     np.testing.assert_allclose(read_volume(tmp_path / "out.mha").spacing, [2.0, 2.0, 2.0], atol=1e-5)
 
 

@@ -87,9 +87,8 @@ def test_save_before_training_is_refused(case, fast_config, tmp_path):
 
 def test_encoder_features_are_appended_when_an_encoder_is_given(fast_config):
     """The encoder path (16 channels per image channel) with a tiny randomly initialised encoder network."""
-    torch = pytest.importorskip("torch")
-    network = pytest.importorskip("multimodalgen.encoder.network")
-    pytest.importorskip("multimodalgen.encoder.inference")
+    import torch
+    from multimodalgen.encoder import network
     from multimodalgen.fewshot.annotations import find_annotations
     from multimodalgen.fewshot.engine import fit_predict
     from multimodalgen.fewshot.features import FeatureConfig, FeatureSource
@@ -108,8 +107,7 @@ def test_encoder_features_are_appended_when_an_encoder_is_given(fast_config):
 
 def test_encoder_name_selects_the_shipped_weights_that_are_loaded():
     """FeatureConfig.encoder_name picks which shipped encoder computes the features (not only the default)."""
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("multimodalgen.encoder.inference")
+    import torch
     from multimodalgen.encoder.weights import load_encoder
     from multimodalgen.fewshot.features import FeatureConfig, FeatureSource
 

@@ -40,7 +40,7 @@ def test_finetune_then_segment_any_subset(tmp_path, cases_csv, tiny_model_dir, c
     for subset in (["T1"], ["T2", "PD"], ["T1", "T2", "PD"]):
         labels = tmp_path / f"seg_{'_'.join(subset)}.nii.gz"
         argv = ["--progress", "none", "segment", "--adapter", str(out), "--base-model", str(tiny_model_dir),
-                "--out", str(labels), "--probabilities", str(tmp_path / "p.nii.gz")]
+                "--out", str(labels), "--probabilities"]
         for m in subset:
             argv += ["--image", f"{m}={case[m]}"]
         assert main(argv) == 0
@@ -48,7 +48,7 @@ def test_finetune_then_segment_any_subset(tmp_path, cases_csv, tiny_model_dir, c
 
         lab = read_label(labels)
         assert lab.shape3d == (12, 12, 8) and int(lab.array.max()) <= 3
-        probs = read_volume(tmp_path / "p.nii.gz")
+        probs = read_volume(labels.with_name(labels.name.replace(".nii.gz", ".probabilities.nii.gz")))
         assert probs.array.shape[0] == 4 and np.allclose(probs.array.sum(0), 1.0, atol=1e-4)
 
 

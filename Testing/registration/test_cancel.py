@@ -14,6 +14,7 @@ def test_cancel_from_another_thread_stops_quickly_and_writes_nothing(tmp_path):
     from multimodalgen.io import write_volume
     from multimodalgen.progress import Progress
     from multimodalgen.registration import register_files
+    from multimodalgen.verbs import RunContext
 
     fixed = render((40, 44, 36), grid_affine((40, 44, 36), 2.0))
     moving = render((40, 44, 36), grid_affine((40, 44, 36), 2.0), head=1.0, blobs=-0.8)
@@ -33,7 +34,7 @@ def test_cancel_from_another_thread_stops_quickly_and_writes_nothing(tmp_path):
     watcher.start()
     out = tmp_path / "out"
     with pytest.raises(CancelledError):
-        register_files(tmp_path / "f.nii.gz", tmp_path / "m.nii.gz", out, progress=progress)
+        register_files(tmp_path / "f.nii.gz", tmp_path / "m.nii.gz", out, ctx=RunContext(progress=progress))
     stopped = time.perf_counter()
     assert cancel_at and stopped - cancel_at[0] < 1.0
     assert not out.exists() or not any(out.iterdir())
@@ -46,6 +47,7 @@ def test_cancel_while_writing_leaves_no_files(tmp_path, monkeypatch):
     from multimodalgen.io import write_volume
     from multimodalgen.progress import Progress
     from multimodalgen.registration import register_files
+    from multimodalgen.verbs import RunContext
 
     fixed = render((24, 26, 22), grid_affine((24, 26, 22), 2.5))
     write_volume(fixed, tmp_path / "f.nii.gz")
@@ -62,5 +64,5 @@ def test_cancel_while_writing_leaves_no_files(tmp_path, monkeypatch):
     monkeypatch.setattr(export, "write_transform", write_then_cancel)
     with pytest.raises(CancelledError):
         register_files(tmp_path / "f.nii.gz", tmp_path / "m.nii.gz", tmp_path / "out", mode="affine",
-                       progress=progress)
+                       ctx=RunContext(progress=progress))
     assert not any((tmp_path / "out").iterdir())

@@ -135,7 +135,7 @@ def test_register_files_outputs_agree_with_transform(tmp_path, affine_pair, mode
         assert (out / name).is_file(), name
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     assert json.loads((out / "report.json").read_text())["working_grid"]["reason"]
-    assert report["jacobian"]["nonpositive_fraction"] < 0.005
+    assert report.metrics["jacobian"]["nonpositive_fraction"] < 0.005
     fixed_img = sitk.ReadImage(str(tmp_path / "f.nii.gz"))
     ml = sitk.ReadImage(str(tmp_path / "ml.nii.gz"))
     theirs = sitk.GetArrayFromImage(sitk.Resample(ml, fixed_img, sitk.ReadTransform(str(out / "transform.h5")),

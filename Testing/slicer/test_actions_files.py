@@ -13,7 +13,7 @@ import pytest
 
 from MultiModalGenLib import actions
 from multimodalgen.errors import UserInputError
-from multimodalgen.worker.engine_tasks import write_cases_csv
+from multimodalgen.personalized.driver import write_cases_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,7 +50,7 @@ def test_cases_csv_merges_user_csv_and_scene_cases(tmp_path):
     site = tmp_path / "site"
     (site / "img").mkdir(parents=True)
     (site / "CASES.csv").write_text("T1,FLAIR,label\nimg/a_t1.nii.gz,,img/a_lab.nii.gz\n")
-    count = write_cases_csv([{"images": {"T2": {"file": "/x/t2.nii.gz"}}, "label": {"file": "/x/lab.nii.gz"}}],
+    count = write_cases_csv([{"images": {"T2": "/x/t2.nii.gz"}, "label": "/x/lab.nii.gz"}],
                             str(site / "CASES.csv"), tmp_path / "cases.csv")
     lines = (tmp_path / "cases.csv").read_text().splitlines()
     assert count == 2 and lines[0] == "FLAIR,T1,T2,label"

@@ -46,7 +46,6 @@ def blobs_kji(shape_ijk, centres):
 
 
 def test_registration_action_creates_and_applies_transforms(fake_slicer, runner):
-    pytest.importorskip("multimodalgen.registration.export")
     affine = np.diag([1.5, 1.5, 2.0, 1.0])
     shape = (24, 24, 20)
     fixed = sx.VolumeNode(blobs_kji(shape, [(1.0, (12, 12, 10)), (0.5, (7, 15, 9))]), affine, "fixed")
@@ -74,7 +73,6 @@ def test_registration_action_creates_and_applies_transforms(fake_slicer, runner)
 
 
 def test_fewshot_preview_then_apply_keeps_painted_slices(fake_slicer, runner):
-    pytest.importorskip("multimodalgen.fewshot.session")
     shape, affine = (40, 40, 30), np.diag([1.2, 1.2, 2.0, 1.0])
     g = np.indices(shape).astype(np.float32)
     truth = (((g[0] - 20) / 9) ** 2 + ((g[1] - 19) / 7) ** 2 + ((g[2] - 15) / 8) ** 2) < 1

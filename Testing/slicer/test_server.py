@@ -125,10 +125,7 @@ def test_session_warm_worker_capacity_and_expiry(server):
 
 
 def test_registration_job_start_status_result(tmp_path):
-    """A real registration through the server once the engine exists (rigid, tiny synthetic volumes)."""
-    registration = pytest.importorskip("multimodalgen.registration")
-    if not hasattr(registration, "register_volumes"):
-        pytest.skip("multimodalgen.registration.register_volumes is not available yet (engine in progress)")
+    """A real registration through the server (rigid, tiny synthetic volumes)."""
     import numpy as np
 
     from multimodalgen.io import read_volume, write_volume

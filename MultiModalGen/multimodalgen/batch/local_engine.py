@@ -47,7 +47,8 @@ def warm_up(task: str) -> None:
     """
     import importlib
 
-    from multimodalgen.batch.tasks import get_task, load_task_function
+    from multimodalgen.batch.tasks import get_task
+    from multimodalgen.batch.verb_study import load_task_function
 
     spec = get_task(task)
     for module in ("SimpleITK", *spec.preload):  # every task reads images through SimpleITK

@@ -1,4 +1,4 @@
-"""Batch task `resample`: bring every input of a study to isotropic spacing (a common cohort preprocessing step).
+"""Verb `resample`: bring every input of a study to isotropic spacing (a common cohort preprocessing step).
 
 Each input column `c` is read, resampled to an isotropic grid of `spacing` mm that keeps its orientation and field
 of view (`multimodalgen.resample.resample_isotropic`: images linear, label columns nearest-neighbour), and written
@@ -14,17 +14,19 @@ from pathlib import Path
 import numpy as np
 
 from multimodalgen.batch.manifest import is_label_column
-from multimodalgen.batch.tasks import StudyContext
 from multimodalgen.io import read_label, read_volume, write_label, write_volume
 from multimodalgen.resample import resample_isotropic
+from multimodalgen.verbs.result import Result, RunContext
 
 
-def resample_task(inputs: dict[str, str | None], out_dir: Path, options: dict, ctx: StudyContext) -> dict:
-    """Resample each non-empty input to `options["spacing"]` mm; returns outputs, metrics and timings."""
-    spacing = float(options.get("spacing", 1.0))
-    suffix = "." + options.get("format", "nii.gz")
+def resample_files(images: dict[str, str], *, out: Path, ctx: RunContext, spacing: float = 1.0,
+                   format: str | None = None) -> Result:
+    """Resample each input {column: path} to `spacing` mm isotropic into folder `out` as `<column>.<format>`."""
+    suffix = "." + (format or "nii.gz")
+    inputs, out_dir = images, Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
     columns = [c for c, path in inputs.items() if path]
-    outputs: dict[str, str] = {}
+    outputs: dict[str, Path] = {}
     metrics: dict[str, object] = {}
     timings = {"read": 0.0, "resample": 0.0, "write": 0.0}
     for index, column in enumerate(columns):
@@ -38,7 +40,7 @@ def resample_task(inputs: dict[str, str | None], out_dir: Path, options: dict, c
         name = f"{column}{suffix}"
         (write_label if label else write_volume)(result, out_dir / name)
         t3 = time.perf_counter()
-        outputs[column] = name
+        outputs[column] = out_dir / name
         timings["read"] += t1 - t0
         timings["resample"] += t2 - t1
         timings["write"] += t3 - t2
@@ -50,4 +52,4 @@ def resample_task(inputs: dict[str, str | None], out_dir: Path, options: dict, c
         else:
             metrics[f"{column}_mean"] = round(float(np.mean(result.array)), 6)
     ctx.progress.update("resample", 1.0, "done")
-    return {"outputs": outputs, "metrics": metrics, "timings": timings}
+    return Result(outputs, metrics, timings)

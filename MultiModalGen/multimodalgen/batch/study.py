@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from multimodalgen.batch.manifest import Study
-from multimodalgen.batch.tasks import StudyContext, get_task, load_task_function
+from multimodalgen.batch.tasks import StudyContext, get_task
+from multimodalgen.batch.verb_study import load_task_function
 from multimodalgen.errors import CancelledError, UserInputError
 from multimodalgen.progress import Progress
 

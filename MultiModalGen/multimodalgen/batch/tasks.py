@@ -1,15 +1,9 @@
-"""Batch task registry: what each `--task` reads from the manifest, which options it takes, and which function runs it.
+"""Batch task registry: what each `--task` reads from the manifest, which options it takes, and which verb runs it.
 
-A batch task function has the signature::
-
-    fn(inputs: dict[str, str | None], out_dir: pathlib.Path, options: dict, ctx: StudyContext) -> dict
-
-`inputs` maps manifest columns to absolute paths (None for an empty optional cell), `out_dir` is the study's own
-folder `D/<study_id>/`, `options` are the task options (validated, path options absolute). It returns
-``{"outputs": {name: file name inside out_dir}, "metrics": {name: number or short string},
-"timings": {stage: seconds}}`` (every key optional). Targets are ``"module:function"`` strings imported in the
-worker when the first study runs, so a missing engine fails each study of that task with a clear message and
-never breaks the other tasks.
+Every batch task runs a verb of `multimodalgen.verbs` through `batch.verb_study.run_study_verb`: the study's
+manifest cells and the task options become the verb's parameters (`verb_study.study_params`), its output goes into
+the study's own folder `D/<study_id>/`, and the verb's `Result` becomes the study's outputs (names relative to that
+folder), metrics and timings.
 """
 
 from __future__ import annotations
@@ -17,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from multimodalgen.errors import UserInputError
 from multimodalgen.progress import Progress
@@ -53,7 +47,7 @@ class TaskSpec:
 
     Attributes:
         name: the `--task` value.
-        target: "module:function" of the batch task function (see the module docstring).
+        verb: the verb it runs (`multimodalgen.verbs.VERBS`).
         columns: "fixed", "modalities" or "any" (see `COLUMN_KINDS`).
         required: required manifest columns (for "fixed").
         optional: optional manifest columns (empty cells allowed).
@@ -65,7 +59,7 @@ class TaskSpec:
     """
 
     name: str
-    target: str
+    verb: str
     columns: str
     required: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()
@@ -102,12 +96,22 @@ TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
         TaskSpec(
-            "resample", "multimodalgen.batch.resample_task:resample_task", "any",
+            "resample", "resample", "any",
             options=(TaskOption("spacing", "float", 1.0, "isotropic voxel size in mm (resample task)"),
                      TaskOption("format", "str", "nii.gz", "output format (resample task)", _OUTPUT_FORMATS)),
             help="resample every input of a study to isotropic spacing (labels nearest-neighbour)"),
         TaskSpec(
-            "register", "multimodalgen.batch.engine_tasks:register_task", "fixed",
+            "convert", "convert", "fixed", required=("input",),
+            options=(TaskOption("spacing", "float", None, "isotropic voxel size in mm (convert, resample tasks)"),
+                     TaskOption("orient", "str", None, "reorient exactly, e.g. RAS or LPS (convert task)")),
+            help="convert each study's `input` (optionally resampled or reoriented) to NIfTI"),
+        TaskSpec(
+            "features", "features", "fixed", required=("image",),
+            options=(TaskOption("modality", "str", None, "modality of the images, e.g. T1 or CT (features task)"),),
+            uses_gpu=True, default_threads=2, preload=("torch", "multimodalgen.encoder.driver"),
+            help="the 16-channel encoder feature map of each study's `image`"),
+        TaskSpec(
+            "register", "register", "fixed",
             required=("fixed", "moving"), optional=("moving_labels", "fixed_labels", "fixed_mask"),
             options=(TaskOption("mode", "str", None, "registration mode (register task; engine default if unset)"),
                      TaskOption("preset", "str", None, "registration preset (register task; engine default)")),
@@ -115,20 +119,20 @@ TASKS: dict[str, TaskSpec] = {
                                                       "multimodalgen.registration.engine"),
             help="register moving to fixed; writes the transform, the warped image (and labels)"),
         TaskSpec(
-            "segment", "multimodalgen.batch.engine_tasks:segment_task", "modalities",
+            "segment", "segment", "modalities",
             optional=("label",),
             options=(TaskOption("adapter", "path", None, "adapter folder (segment task; default: the base model)"),
                      TaskOption("base-model", "path", None, "personalized base model folder (segment task; "
                                 "default: the shipped one)"),
                      TaskOption("ttp-steps", "int", 0, "test-time personalization steps (segment task)")),
-            uses_gpu=True, default_threads=2, preload=("torch", "multimodalgen.personalized.inference"),
+            uses_gpu=True, default_threads=2, preload=("torch", "multimodalgen.personalized.driver"),
             help="personalized multimodal segmentation of each study's modalities"),
         TaskSpec(
-            "fewshot-apply", "multimodalgen.batch.engine_tasks:fewshot_apply_task", "modalities",
+            "fewshot-apply", "fewshot", "modalities",
             optional=("label", "image"),
             options=(TaskOption("fewshot-task", "path", None, "saved few-shot task folder (fewshot-apply task)",
                                 required=True),),
-            uses_gpu=True, default_threads=2, preload=("torch", "multimodalgen.fewshot.task"),
+            uses_gpu=True, default_threads=2, preload=("torch", "multimodalgen.fewshot.driver"),
             help="apply a saved few-shot task (support examples) to each study's images"),
     )
 }
@@ -208,11 +212,3 @@ def _convert(option: TaskOption, value: Any) -> Any:
                                  "current folder)")
         value = str(path)
     return value
-
-
-def load_task_function(spec: TaskSpec) -> Callable[..., dict]:
-    """Import and return the task's function (in the worker). MissingEngineError when it cannot be imported."""
-    from multimodalgen.worker.tasks import load_engine
-
-    module_name, attribute = spec.target.split(":")
-    return load_engine(module_name, attribute, spec.name)

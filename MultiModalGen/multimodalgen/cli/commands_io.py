@@ -55,25 +55,8 @@ def run_info(args, ctx) -> int:
 
 
 def run_convert(args, ctx) -> int:
-    from multimodalgen.errors import UserInputError
-    from multimodalgen.io import read_label, read_volume, write_label, write_volume
-    from multimodalgen.resample import reorient, resample_isotropic, resample_like
+    from multimodalgen.cli.output import run_verb_and_print
 
-    if args.reference and args.spacing:
-        raise UserInputError("--reference and --spacing both given", expected="one of them",
-                             fix="drop one of the two options")
-    volume = read_label(args.input) if args.label else read_volume(args.input)
-    order = "nearest" if args.label else "linear"
-    ctx.progress.update("convert", 0.2, "read")
-    if args.reference:
-        volume = resample_like(volume, read_volume(args.reference, allow_channels=True), order)
-    elif args.spacing:
-        volume = resample_isotropic(volume, args.spacing, order)
-    if args.orient:
-        volume = reorient(volume, args.orient)
-    ctx.progress.update("convert", 0.7, "write")
-    (write_label if args.label else write_volume)(volume, args.output)
-    ctx.progress.update("convert", 1.0, "done")
-    print_result(args, {"output": args.output, "shape": list(volume.array.shape),
-                        "spacing_mm": volume.spacing.round(6).tolist()}, f"wrote {args.output}")
-    return 0
+    params = {"input": args.input, "label": args.label, "reference": args.reference, "spacing": args.spacing,
+              "orient": args.orient}
+    return run_verb_and_print(args, ctx, "convert", params, args.output, lambda r: f"wrote {args.output}")

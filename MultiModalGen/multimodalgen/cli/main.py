@@ -71,13 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="bar (stderr), json (one JSON object per line on stdout: stage, fraction, message), none")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:  # one broken or optional capability must not take down the others
-            print(f"multimodalgen: warning: commands from {name} are unavailable ({exc})", file=sys.stderr)
-            continue
-        module.add_parser(subparsers)
+    for name in COMMAND_MODULES:  # each module imports only light code at parser build time
+        importlib.import_module(name).add_parser(subparsers)
     return parser
 
 

@@ -11,3 +11,14 @@ def print_result(args, payload: dict, human: str) -> None:
         print(json.dumps({"event": "result", **payload}, default=str), flush=True)
     else:
         print(human, flush=True)
+
+
+def run_verb_and_print(args, ctx, verb: str, params: dict, out, human) -> int:
+    """The CLI's door to the verb registry: run `verb` with `params` writing to `out`, print the result (`human`:
+    a function of the `Result` giving the line to print, or None for the result as JSON) and return exit code 0."""
+    from multimodalgen.verbs import RunContext, run_verb
+
+    result = run_verb(verb, params, out, RunContext(ctx.device_name, ctx.progress, None))
+    payload = result.to_json()
+    print_result(args, payload, human(result) if human else json.dumps(payload, default=str))
+    return 0

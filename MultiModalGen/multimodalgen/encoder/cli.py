@@ -58,21 +58,9 @@ def run_pretrain(args, ctx) -> int:
 
 
 def run_features(args, ctx) -> int:
-    from multimodalgen.cli.output import print_result
-    from multimodalgen.encoder.inference import features_for_volume, fold_batchnorm
-    from multimodalgen.encoder.weights import load_encoder
-    from multimodalgen.errors import UserInputError
-    from multimodalgen.io import read_volume, write_volume
+    from multimodalgen.cli.output import run_verb_and_print
 
-    if not 0.0 <= args.overlap <= 0.9:
-        raise UserInputError("invalid --overlap", expected="a fraction in [0, 0.9]", got=str(args.overlap))
-    if args.patch < 16:
-        raise UserInputError("invalid --patch", expected="at least 16 voxels", got=str(args.patch))
-    volume = read_volume(args.image, modality=args.modality)
-    model = fold_batchnorm(load_encoder(args.encoder, device=ctx.device))
-    feats = features_for_volume(volume, model, ctx.device, patch=args.patch, overlap=args.overlap,
-                                progress=ctx.progress)
-    path = write_volume(feats, args.out)
-    print_result(args, {"out": str(path), "shape": list(feats.array.shape)},
-                 f"wrote {feats.array.shape[0]}-channel features {tuple(feats.array.shape[1:])} to {path}")
-    return 0
+    params = {"image": args.image, "modality": args.modality, "encoder": args.encoder, "patch": args.patch,
+              "overlap": args.overlap}
+    return run_verb_and_print(args, ctx, "features", params, args.out, lambda r: (
+        f"wrote {r.metrics['channels']}-channel features {tuple(r.metrics['shape'][1:])} to {args.out}"))

@@ -255,15 +255,6 @@ def pretrain(cfg: TrainConfig, out_dir: str | Path, device: torch.device, resume
     return {"step": step, "loss": record["loss"]}
 
 
-def _resolve_device(name: str) -> torch.device:
-    try:
-        from multimodalgen.device import resolve_device
-    except ImportError:  # core not importable: plain fallback
-        return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
-                            ("cpu" if name == "auto" else name))
-    return resolve_device(name)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Contrastive pretraining of the MultiModalGen encoder.")
     parser.add_argument("--config", required=True, help="pretraining config JSON (TrainConfig fields)")
@@ -276,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = TrainConfig.from_json(args.config)
-    device = _resolve_device(args.device)
+    from multimodalgen.device import resolve_device
+
+    device = resolve_device(args.device)
     print(json.dumps({"device": str(device), "threads": torch.get_num_threads(), "engine": ENGINE_VERSION}),
           flush=True)
     result = pretrain(cfg, args.out, device, resume=args.resume, max_steps=args.max_steps,

@@ -8,11 +8,11 @@ Public API (imported lazily so that `import multimodalgen.fewshot` stays light):
 * `segment_from_support(support_images, support_labels, query_images, ...)` -> label Volume on the query grid
   (see `support.py`);
 * `FewShotSession`: interactive loop with warm features and head (see `session.py`);
-* `segment_files`, `support_files`, `apply_task_files`: file-level drivers; `save_task` / `load_task` /
-  `apply_task`: task files (see `task.py`).
+* `fewshot_files`: the file-level `fewshot` verb (painted slices, support volumes or a saved task; see
+  `driver.py`); `save_task` / `load_task` / `apply_task`: task files (see `task.py`).
 
 Modules: annotations (slice detection, validation), features (voxel features + cache), prior (shape prior), head
-(light MLP), engine (array level), postprocess, session, support, task, api (Volume/file level), cli.
+(light MLP), engine (array level), postprocess, session, support, task, inputs (grid checks), api (Volume level), driver (file level), cli.
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ from __future__ import annotations
 _EXPORTS = {
     "segment_from_slices": "multimodalgen.fewshot.api",
     "segment_arrays": "multimodalgen.fewshot.engine",
-    "segment_files": "multimodalgen.fewshot.api",
-    "apply_task_files": "multimodalgen.fewshot.api",
+    "fewshot_files": "multimodalgen.fewshot.driver",
     "segment_from_support": "multimodalgen.fewshot.support",
-    "support_files": "multimodalgen.fewshot.support",
     "FewShotSession": "multimodalgen.fewshot.session",
     "FewShotConfig": "multimodalgen.fewshot.engine",
     "save_task": "multimodalgen.fewshot.task",

@@ -75,74 +75,49 @@ def _int_list(text: str | None, what: str):
     return values[0] if what == "--axis" and len(values) == 1 else values
 
 
-def _config(args):
-    from multimodalgen.fewshot.engine import FewShotConfig
-    from multimodalgen.fewshot.features import FeatureConfig
-
-    return FewShotConfig(features=FeatureConfig(encoder=args.encoder))
+def _pairs(items: list[str], what: str) -> tuple[list[str], list[str | None]]:
+    pairs = parse_image_args(items, what)
+    return [p for _, p in pairs], [m for m, _ in pairs]
 
 
 def run(args, ctx) -> int:
-    modes = [bool(args.annotations), bool(args.support_label or args.support_image or args.query),
-             bool(args.apply_task)]
-    if sum(modes) != 1:
+    from multimodalgen.cli.output import run_verb_and_print
+
+    support = bool(args.support_label or args.support_image or args.query)
+    params = {"axis": _int_list(args.axis, "--axis"), "labels": _int_list(args.labels, "--labels"),
+              "seed": args.seed, "encoder": args.encoder, "resample": args.resample}
+    if support and (args.image or args.annotations or args.apply_task):
         raise UserInputError("choose one few-shot mode", expected="--annotations (painted slices), or "
                              "--support-image/--support-label/--query (support volumes), or --apply-task",
-                             got=f"{sum(modes)} modes", fix="see `multimodalgen fewshot --help`")
-    if modes[0]:
-        return _run_slices(args, ctx)
-    if modes[1]:
-        return _run_support(args, ctx)
-    return _run_apply(args, ctx)
+                             got="support options together with --image/--annotations/--apply-task",
+                             fix="see `multimodalgen fewshot --help`")
+    if support:
+        if not (args.support_image and args.support_label and args.query):
+            raise UserInputError("support mode needs --support-image, --support-label and --query",
+                                 got=f"{len(args.support_image)} support image(s), {len(args.support_label)} "
+                                     f"label(s), {len(args.query)} query image(s)")
+        n_cases = len(args.support_label)
+        paths, modalities = _pairs(args.support_image, "--support-image")
+        if len(paths) % n_cases:
+            raise UserInputError("support images do not split evenly into cases",
+                                 expected=f"a multiple of {n_cases} support images (channels per case x cases)",
+                                 got=f"{len(paths)}")
+        per = len(paths) // n_cases
+        params.update(support_images=[paths[i * per:(i + 1) * per] for i in range(n_cases)],
+                      support_labels=list(args.support_label), register=args.register)
+        params["images"], query_modalities = _pairs(args.query, "--query")
+        params["modalities"] = query_modalities if any(query_modalities) else modalities[:per]
+    else:
+        if not args.image:
+            raise UserInputError("no image given", expected="--image [NAME=]PATH (repeat per channel)")
+        params["images"], params["modalities"] = _pairs(args.image, "--image")
+        params.update(annotation=args.annotations, apply_task=args.apply_task, save_task=args.save_task,
+                      task=args.task)
 
+    def human(result) -> str:
+        notes = "".join(f"note: {n}\n" for n in result.metrics.get("notes", []))
+        saved = f"; task saved to {result.outputs['task']}" if "task" in result.outputs else ""
+        return f"{notes}wrote {args.out} (labels {result.metrics.get('labels')}, " \
+               f"{sum(result.timings.values()):.1f} s){saved}"
 
-def _run_slices(args, ctx) -> int:
-    from multimodalgen.fewshot.api import segment_files
-
-    if not args.image:
-        raise UserInputError("no image given", expected="--image [NAME=]PATH (repeat per channel)")
-    report = segment_files(parse_image_args(args.image, "--image"), args.annotations, args.out,
-                           axis=_int_list(args.axis, "--axis"), labels=_int_list(args.labels, "--labels"),
-                           device=ctx.device, progress=ctx.progress, seed=args.seed, config=_config(args),
-                           resample=args.resample, save_task=args.save_task, task=args.task)
-    for note in report.get("notes", []):
-        print(f"note: {note}")
-    print_result(args, report, f"wrote {args.out} (labels {report.get('labels')}, "
-                 f"{report.get('seconds', {}).get('total', 0):.1f} s)" +
-                 (f"; task saved to {report['task']}" if report.get("task") else ""))
-    return 0
-
-
-def _run_support(args, ctx) -> int:
-    from multimodalgen.fewshot.support import support_files
-
-    if not (args.support_image and args.support_label and args.query):
-        raise UserInputError("support mode needs --support-image, --support-label and --query",
-                             got=f"{len(args.support_image)} support image(s), {len(args.support_label)} label(s), "
-                                 f"{len(args.query)} query image(s)")
-    images = parse_image_args(args.support_image, "--support-image")
-    n_cases = len(args.support_label)
-    if len(images) % n_cases:
-        raise UserInputError("support images do not split evenly into cases",
-                             expected=f"a multiple of {n_cases} support images (channels per case x cases)",
-                             got=f"{len(images)}")
-    per = len(images) // n_cases
-    cases = [images[i * per:(i + 1) * per] for i in range(n_cases)]
-    report = support_files(cases, args.support_label, parse_image_args(args.query, "--query"), args.out,
-                           labels=_int_list(args.labels, "--labels"), device=ctx.device, progress=ctx.progress,
-                           seed=args.seed, register=args.register)
-    for note in report.get("notes", []):
-        print(f"note: {note}")
-    print_result(args, report, f"wrote {args.out} (labels {report.get('labels')}, {report.get('seconds')} s)")
-    return 0
-
-
-def _run_apply(args, ctx) -> int:
-    from multimodalgen.fewshot.api import apply_task_files
-
-    if not args.image:
-        raise UserInputError("no image given", expected="--image [NAME=]PATH (same channels as the task)")
-    report = apply_task_files(args.apply_task, parse_image_args(args.image, "--image"), args.out,
-                              device=ctx.device, progress=ctx.progress)
-    print_result(args, report, f"wrote {args.out} with task {args.apply_task}")
-    return 0
+    return run_verb_and_print(args, ctx, "fewshot", params, args.out, human)

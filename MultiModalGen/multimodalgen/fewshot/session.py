@@ -22,7 +22,7 @@ import numpy as np
 
 from multimodalgen.errors import UserInputError
 from multimodalgen.fewshot.annotations import Annotations, find_annotations
-from multimodalgen.fewshot.api import align_annotations, align_channels, as_channel_list
+from multimodalgen.fewshot.inputs import align_annotations, align_channels, as_channel_list, resolve_device
 from multimodalgen.fewshot.engine import FewShotConfig, FewShotResult, fit_predict, roi_box
 from multimodalgen.fewshot.features import FeatureCache, FeatureSource
 from multimodalgen.volume import Volume
@@ -45,7 +45,6 @@ class FewShotSession:
 
     def __init__(self, images, *, config: FewShotConfig | None = None, device="cpu", seed: int = 0,
                  resample: bool = False, task=None, cache: FeatureCache | None = None):
-        from multimodalgen.fewshot.api import _resolve_device
 
         if task is not None and not hasattr(task, "head"):
             from multimodalgen.fewshot.task import load_task
@@ -55,7 +54,7 @@ class FewShotSession:
         self.images = align_channels(as_channel_list(images), resample, self.notes)
         self.reference = self.images[0]
         self.config = config or (task.config if task is not None else FewShotConfig())
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.seed = int(seed)
         self.source = FeatureSource(np.stack([v.array for v in self.images]), self.reference.affine,
                                     [v.modality for v in self.images], self.config.features, self.device,

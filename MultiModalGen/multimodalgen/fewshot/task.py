@@ -98,7 +98,7 @@ def load_task(path: str | os.PathLike) -> Task:
 
 def apply_task(task: Task, images, *, device="cpu", progress=None):
     """Segment a new patient with a task's head alone (no painting): a label Volume on the first image's grid."""
-    from multimodalgen.fewshot.api import align_channels, as_channel_list
+    from multimodalgen.fewshot.inputs import align_channels, as_channel_list
     from multimodalgen.fewshot.features import FeatureSource
     from multimodalgen.fewshot.head import predict_logits
     from multimodalgen.fewshot.postprocess import decide

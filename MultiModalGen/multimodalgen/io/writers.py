@@ -105,3 +105,24 @@ def write_json(data: dict, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=default) + "\n", encoding="utf-8")
     return path
+
+
+def labels_sidecar(path: str | os.PathLike) -> Path:
+    """`<name>.labels.json` beside a label map: its segment names, colours and terminology for formats that cannot
+    hold them (NIfTI, NRRD, MHA)."""
+    name = Path(path).name
+    for suffix in sorted(WRITABLE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return Path(path).with_name(name + ".labels.json")
+
+
+def write_named_labels(volume: Volume, path: str | os.PathLike) -> dict[str, Path]:
+    """Write label map `path` with its `metadata["segments"]` ({label, name, color, terminology}): inside a
+    `.seg.nrrd`, else in the `<name>.labels.json` sidecar. Returns {"segmentation": path[, "labels": sidecar]}."""
+    outputs = {"segmentation": write_label(volume, path)}
+    segments = volume.metadata.get("segments")
+    if segments and not is_segmentation_path(str(path)):
+        outputs["labels"] = write_json({"segments": list(segments)}, labels_sidecar(path))
+    return outputs

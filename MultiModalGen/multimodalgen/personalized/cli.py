@@ -37,7 +37,9 @@ def add_parser(subparsers) -> None:
     seg.add_argument("--adapter", default=None, help="adapter folder or name (default: the base model alone)")
     seg.add_argument("--base-model", default=None, help="personalized model folder or name")
     seg.add_argument("--out", required=True, help="label map to write (.nii.gz, .nrrd, .seg.nrrd)")
-    seg.add_argument("--probabilities", default=None, help="also write class probabilities (C channels)")
+    seg.add_argument("--probabilities", action="store_true", help="also write the class probabilities (C channels) "
+                     "as <name>.probabilities.nii.gz beside --out")
+    seg.add_argument("--reference-label", default=None, help="ground-truth label map: Dice per label in the result")
     seg.add_argument("--ttp-steps", type=int, default=0, help="test-time personalization steps (0 = off)")
     seg.add_argument("--resample", action="store_true", help="resample images on other grids onto the reference "
                      "grid (only when already aligned in world space)")
@@ -70,35 +72,23 @@ def _adapter_out(value: str) -> Path:
 
 
 def run_finetune(args, ctx) -> int:
-    from multimodalgen.personalized.finetune import FinetuneConfig, finetune
+    from multimodalgen.cli.output import run_verb_and_print
 
-    cfg = FinetuneConfig(method=args.method, steps=args.steps, crop=args.crop, lr=args.lr,
-                         calib_steps=args.calib_steps, val_fraction=args.val_fraction, patience=args.patience,
-                         seed=args.seed)
-    labels = tuple(s.strip() for s in args.labels.split(",")) if args.labels else None
-    out = finetune(args.cases, _adapter_out(args.out), cfg, base_model=args.base_model, labels=labels,
-                   device=ctx.device, progress=ctx.progress, resample=args.resample)
-    size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
-    print_result(args, {"adapter": str(out), "size_bytes": size}, f"adapter written to {out} ({size / 1e3:.1f} kB)")
-    return 0
+    params = {"cases_csv": args.cases, "base_model": args.base_model, "method": args.method, "steps": args.steps,
+              "crop": args.crop, "lr": args.lr, "calib_steps": args.calib_steps, "val_fraction": args.val_fraction,
+              "patience": args.patience, "seed": args.seed, "resample": args.resample,
+              "labels": [s.strip() for s in args.labels.split(",")] if args.labels else None}
+    out = _adapter_out(args.out)
+    return run_verb_and_print(args, ctx, "finetune", params, out, lambda r: (
+        f"adapter written to {out} ({r.metrics['size_bytes'] / 1e3:.1f} kB)"))
 
 
 def run_segment(args, ctx) -> int:
-    from multimodalgen.io import read_volume, write_label, write_volume
-    from multimodalgen.personalized.inference import segment_volumes
+    from multimodalgen.cli.output import run_verb_and_print
 
-    paths = parse_images(args.image)
-    images = {name: read_volume(path, name) for name, path in paths.items()}
-    result = segment_volumes(images, args.adapter, ctx.device, ctx.progress, base_model=args.base_model,
-                             resample=args.resample, ttp_steps=args.ttp_steps,
-                             return_probabilities=bool(args.probabilities))
-    labels, probs = result if args.probabilities else (result, None)
-    write_label(labels, args.out)
-    if probs is not None:
-        write_volume(probs, args.probabilities)
-    meta = labels.metadata
-    print_result(args, {"out": args.out, "probabilities": args.probabilities, "modalities": meta["modalities"],
-                        "seconds": meta["seconds"], "ttp_seconds": meta["ttp_seconds"],
-                        "working_spacing_mm": meta.get("working_spacing_mm")},
-                 f"labels written to {args.out} from {', '.join(meta['modalities'])} in {meta['seconds']} s")
-    return 0
+    params = {"images": {m: str(p) for m, p in parse_images(args.image).items()}, "adapter": args.adapter,
+              "base_model": args.base_model, "probabilities": args.probabilities, "ttp_steps": args.ttp_steps,
+              "resample": args.resample, "reference_label": args.reference_label}
+    return run_verb_and_print(args, ctx, "segment", params, args.out, lambda r: (
+        f"labels written to {args.out} from {', '.join(r.metrics['modalities'])} in "
+        f"{sum(r.timings.values()):.2f} s"))

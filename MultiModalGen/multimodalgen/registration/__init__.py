@@ -4,9 +4,9 @@ Public API (imported lazily so that `import multimodalgen.registration` stays li
 
 * `register_volumes(fixed, moving, *, mode, preset, fixed_mask, moving_mask, moving_labels, device, progress)`
   -> `RegistrationResult` (fixed -> moving, see `contract.py`);
-* `register_files(fixed, moving, out_dir, *, moving_labels, fixed_mask, moving_mask, mode, preset, device,
-  progress)` -> report dict, writing transform.h5, displacement.nii.gz, warped.nii.gz, warped_labels.nii.gz,
-  report.json and overlay.png.
+* `register_files(fixed, moving, out_dir, *, ctx, moving_labels, fixed_labels, fixed_mask, moving_mask, mode,
+  preset, ...)` -> `verbs.Result`, the `register` verb: writes transform.h5, displacement.nii.gz, warped.nii.gz,
+  warped_labels.nii.gz, report.json and overlay.png.
 
 Modules (one responsibility each): `contract` (coordinate contract, `RegistrationResult`), `grid` (working grids,
 image preparation), `features` (MIND-SSC, optional encoder features), `initial` (moments / centres / none),

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from multimodalgen.errors import UserInputError
-from multimodalgen.progress import Progress
+from multimodalgen.verbs.result import Result, RunContext
 
 OUTPUT_NAMES = ("transform.h5", "displacement.nii.gz", "warped.nii.gz", "warped_labels.nii.gz", "report.json",
                 "overlay.png")
@@ -39,19 +39,28 @@ def _read_inputs(fixed, moving, moving_labels, fixed_mask, moving_mask):
     return vols
 
 
-def register_files(fixed, moving, out_dir, *, moving_labels=None, fixed_mask=None, moving_mask=None,
-                   mode: str = "deformable", preset: str = "fast", init: str = "moments", device="cpu",
-                   progress=None, overlay: bool = True, diffeomorphic: bool | None = None,
-                   inverse_consistent: bool | None = None) -> dict:
-    """Register image files and write the outputs; returns the report (also written as report.json).
+def register_files(fixed, moving, out, *, ctx: RunContext | None = None, moving_labels=None, fixed_labels=None,
+                   fixed_mask=None, moving_mask=None, mode: str | None = None, preset: str | None = None,
+                   init: str | None = None, overlay: bool = True, resample: bool = True,
+                   diffeomorphic: bool | None = None, inverse_consistent: bool | None = None,
+                   moving_segments: list | None = None) -> Result:
+    """The `register` verb: register image files and write every output into folder `out` as one set.
 
     Args:
         fixed, moving: image paths (NIfTI, NRRD, MHA, DICOM folder).
-        out_dir: output folder (created; existing outputs of the same names are replaced).
+        out: output folder (created; existing outputs of the same names are replaced).
+        ctx: device, progress and warm cache (`RunContext`).
         moving_labels: optional label map on the moving grid, warped with nearest neighbour.
+        fixed_labels: optional label map on the fixed grid: Dice of the warped labels against it (metrics).
         fixed_mask, moving_mask: optional masks on their image's grid.
-        mode, preset, init, device, progress: see `register_volumes`.
-        overlay: write overlay.png (matplotlib).
+        mode, preset, init: see `register_volumes` (defaults deformable, fast, moments).
+        overlay: write overlay.png (matplotlib). resample: write warped.nii.gz.
+        moving_segments: optional [{label, name, color}] of the moving labels, kept on warped_labels.
+
+    Returns:
+        `Result`: outputs transform.h5 (ITK, LPS), displacement.nii.gz (deformable: T(x) - x, LPS mm components,
+        fixed grid), warped.nii.gz, warped_labels.nii.gz, report.json, overlay.png; metrics = the report (4x4 RAS
+        fixed -> moving `affine`, similarity, Jacobian statistics, Dice); timings in seconds.
     """
     import numpy as np
 
@@ -60,21 +69,24 @@ def register_files(fixed, moving, out_dir, *, moving_labels=None, fixed_mask=Non
     from multimodalgen.registration.export import (displacement_volume, jacobian_determinant, warp_volume,
                                                    write_transform)
 
-    progress = progress or Progress.null()
+    ctx = ctx or RunContext()
+    progress = ctx.progress
     mode, preset, init = mode or "deformable", preset or "fast", init or "moments"
     t_start = time.perf_counter()
     vols = _read_inputs(fixed, moving, moving_labels, fixed_mask, moving_mask)
     t_read = time.perf_counter() - t_start
     result = register_volumes(vols["fixed"], vols["moving"], mode=mode, preset=preset,
                               fixed_mask=vols["fixed_mask"], moving_mask=vols["moving_mask"], init=init,
-                              device=device, progress=progress, diffeomorphic=diffeomorphic,
+                              device=ctx.torch_device(), progress=progress, diffeomorphic=diffeomorphic,
                               inverse_consistent=inverse_consistent)
     report = result.report
+    report["affine"] = np.asarray(result.affine, dtype=np.float64).round(10).tolist()
     report["inputs"] = {k: str(v) for k, v in (("fixed", fixed), ("moving", moving), ("moving_labels", moving_labels),
-                                               ("fixed_mask", fixed_mask), ("moving_mask", moving_mask)) if v}
+                                               ("fixed_labels", fixed_labels), ("fixed_mask", fixed_mask),
+                                               ("moving_mask", moving_mask)) if v}
     report["timings_s"]["read"] = round(t_read, 3)
     t0 = time.perf_counter()
-    out_dir = Path(out_dir)
+    out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".register-", dir=out_dir))
     try:
@@ -94,9 +106,18 @@ def register_files(fixed, moving, out_dir, *, moving_labels=None, fixed_mask=Non
             report["jacobian"] = {"nonpositive_fraction": float(det_a <= 0), "min": det_a, "max": det_a}
         progress.check_cancelled()
         warped = warp_volume(result, vols["moving"], "linear", dense)
-        write_volume(warped, tmp / "warped.nii.gz")
+        if resample:
+            write_volume(warped, tmp / "warped.nii.gz")
         if vols["moving_labels"] is not None:
-            write_label(warp_volume(result, vols["moving_labels"], "nearest", dense), tmp / "warped_labels.nii.gz")
+            warped_labels = warp_volume(result, vols["moving_labels"], "nearest", dense)
+            if moving_segments:
+                warped_labels.metadata["segments"] = list(moving_segments)
+            write_label(warped_labels, tmp / "warped_labels.nii.gz")
+            if fixed_labels is not None:
+                from multimodalgen.dice import dice_scores
+                from multimodalgen.io import read_label
+
+                report["dice"] = dice_scores(warped_labels, read_label(fixed_labels))
         progress.check_cancelled()
         if overlay:
             from multimodalgen.registration.overlay import save_before_after_png
@@ -107,7 +128,7 @@ def register_files(fixed, moving, out_dir, *, moving_labels=None, fixed_mask=Non
                                   f"{Path(str(moving)).name} -> {Path(str(fixed)).name} ({mode}, {preset})")
         report["timings_s"]["write"] = round(time.perf_counter() - t0, 3)
         report["timings_s"]["end_to_end_in_process"] = round(time.perf_counter() - t_start, 3)
-        report["outputs"] = sorted(p.name for p in tmp.iterdir())
+        report["outputs"] = sorted([p.name for p in tmp.iterdir()] + ["report.json"])
         write_json(report, tmp / "report.json")
         progress.check_cancelled()
         for item in sorted(tmp.iterdir()):
@@ -115,4 +136,6 @@ def register_files(fixed, moving, out_dir, *, moving_labels=None, fixed_mask=Non
     finally:
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)
-    return report
+    outputs = {name.split(".")[0]: out_dir / name for name in report["outputs"]}
+    metrics = {k: v for k, v in report.items() if k not in ("inputs", "outputs", "timings_s")}
+    return Result(outputs, metrics, dict(report["timings_s"]))

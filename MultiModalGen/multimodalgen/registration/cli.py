@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 from multimodalgen.registration.contract import INITS, MODES, PRESETS
 
@@ -17,6 +16,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--fixed", required=True, help="fixed (reference) image")
     p.add_argument("--moving", required=True, help="moving image (resampled into the fixed grid)")
     p.add_argument("--moving-labels", default=None, help="label map on the moving grid, warped with nearest neighbour")
+    p.add_argument("--fixed-labels", default=None, help="label map on the fixed grid: Dice of the warped labels")
     p.add_argument("--fixed-mask", default=None, help="mask on the fixed grid: similarity only inside it")
     p.add_argument("--moving-mask", default=None, help="mask on the moving grid: moving image blanked outside it")
     p.add_argument("--mode", choices=MODES, default="deformable", help="transform model (default: deformable)")
@@ -53,22 +53,16 @@ def _keep_freed_memory() -> None:
 
 
 def run(args, ctx) -> int:
-    from multimodalgen.registration.api import register_files
+    from multimodalgen.cli.output import run_verb_and_print
 
     _keep_freed_memory()
-
-    report = register_files(args.fixed, args.moving, args.out_dir, moving_labels=args.moving_labels,
-                            fixed_mask=args.fixed_mask, moving_mask=args.moving_mask, mode=args.mode,
-                            preset=args.preset, init=args.init, device=ctx.device, progress=ctx.progress,
-                            overlay=not args.no_overlay, diffeomorphic=args.diffeomorphic,
-                            inverse_consistent=args.inverse_consistent)
-    summary = {"out_dir": str(args.out_dir), "mode": args.mode, "preset": args.preset,
-               "similarity_before": report.get("similarity_before"),
-               "similarity_after": report.get("similarity_after"),
-               "nonpositive_jacobian_fraction": report.get("jacobian", {}).get("nonpositive_fraction"),
-               "seconds": report.get("timings_s", {}).get("end_to_end_in_process")}
-    if ctx.progress.mode == "json":
-        print(json.dumps({"event": "result", **summary}), flush=True)
-    else:
-        print(json.dumps(summary), file=sys.stdout)
-    return 0
+    params = {"fixed": args.fixed, "moving": args.moving, "moving_labels": args.moving_labels,
+              "fixed_labels": args.fixed_labels, "fixed_mask": args.fixed_mask, "moving_mask": args.moving_mask,
+              "mode": args.mode, "preset": args.preset, "init": args.init, "overlay": not args.no_overlay,
+              "diffeomorphic": args.diffeomorphic, "inverse_consistent": args.inverse_consistent}
+    return run_verb_and_print(args, ctx, "register", params, args.out_dir, lambda r: json.dumps({
+        "out_dir": str(args.out_dir), "mode": args.mode, "preset": args.preset,
+        "similarity_before": r.metrics.get("similarity_before"), "similarity_after": r.metrics.get("similarity_after"),
+        "nonpositive_jacobian_fraction": r.metrics.get("jacobian", {}).get("nonpositive_fraction"),
+        "dice_mean": r.metrics.get("dice", {}).get("dice_mean"),
+        "seconds": r.timings.get("end_to_end_in_process")}))

@@ -19,13 +19,9 @@ from multimodalgen.worker.state import WorkerState
 
 TaskFunction = Callable[[dict, "TaskContext"], dict]
 
-#: Built-in task names -> "module:function". Engine tasks live in `engine_tasks` (file in, file out).
+#: Built-in (non-verb) task names -> "module:function". Every verb of `multimodalgen.verbs` is a task too (run by
+#: `verb_task.run_verb_task`).
 TASKS: dict[str, str] = {
-    "register": "multimodalgen.worker.engine_tasks:register_task",
-    "fewshot": "multimodalgen.worker.engine_tasks:fewshot_task",
-    "segment": "multimodalgen.worker.engine_tasks:segment_task",
-    "finetune": "multimodalgen.worker.engine_tasks:finetune_task",
-    "features": "multimodalgen.worker.engine_tasks:features_task",
     "worker.info": "multimodalgen.worker.builtin_tasks:info_task",
     "worker.clear_cache": "multimodalgen.worker.builtin_tasks:clear_cache_task",
     "selftest.sleep": "multimodalgen.worker.builtin_tasks:sleep_task",
@@ -73,7 +69,9 @@ def register_task(name: str, fn: TaskFunction) -> None:
 
 def task_names() -> list[str]:
     """Every task name this worker accepts (whether or not its engine is installed)."""
-    return sorted(set(TASKS) | set(_EXTRA))
+    from multimodalgen.verbs import verb_names
+
+    return sorted(set(TASKS) | set(_EXTRA) | set(verb_names()))
 
 
 def resolve(name: str) -> TaskFunction:
@@ -81,6 +79,13 @@ def resolve(name: str) -> TaskFunction:
     MissingEngineError when the module or its engine cannot be imported."""
     if name in _EXTRA:
         return _EXTRA[name]
+    from multimodalgen.verbs import VERBS
+
+    if name in VERBS:
+        import functools
+
+        run_verb_task = load_engine("multimodalgen.worker.verb_task", "run_verb_task", name)
+        return functools.partial(run_verb_task, name)
     if name not in TASKS:
         raise KeyError(name)
     module_name, func_name = TASKS[name].split(":")

@@ -1,0 +1,75 @@
+"""The worker's door to the verb registry: a request for verb `name` runs `multimodalgen.verbs.run_verb`.
+
+Params are the verb's parameters (`multimodalgen.verbs.registry.VERBS`) with every file given as a
+``{"file": path}`` reference (a plain string where a file is expected is refused, so a server client can only name
+files it uploaded), plus the door keys ``output_dir`` (folder for the outputs; default the request's folder) and
+``device``. The verb's output goes to ``output_dir / verb.default_output``; `finetune` writes folder
+``adapters_dir / adapter_name`` instead. The reply holds the result's metrics, its files as file references
+(a folder output, i.e. an adapter, also zipped for remote clients as ``<name>_zip``) and ``timings``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from multimodalgen.errors import UserInputError
+from multimodalgen.verbs.registry import FILE_KINDS, get_verb, run_verb
+from multimodalgen.verbs.result import Result, RunContext
+from multimodalgen.worker import protocol
+from multimodalgen.worker.tasks import TaskContext
+
+DOOR_KEYS = ("output_dir", "device")
+
+
+def local_params(verb, params: dict[str, Any]) -> dict[str, Any]:
+    """The verb's params with file references replaced by local paths; UserInputError for a plain string (or any
+    other value) where a file reference is expected."""
+
+    def unwrap(name: str, value: Any) -> Any:
+        if protocol.is_file_ref(value) and "file" in value:
+            return value["file"]
+        if isinstance(value, dict):
+            return {k: unwrap(name, v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [unwrap(name, v) for v in value]
+        raise UserInputError(f"parameter '{name}' must be a file reference", expected='{"file": path} (local) or '
+                             '{"upload": id} (server)', got=repr(value)[:60], fix="upload the file and pass its id")
+
+    out = {}
+    for key, value in params.items():
+        p = verb.param(key)
+        out[key] = unwrap(key, value) if p is not None and p.kind in FILE_KINDS and value is not None else value
+    return out
+
+
+def worker_outputs(result: Result) -> dict[str, Any]:
+    """The reply: metrics, then each output as a file reference (folders zipped beside them), then timings."""
+    reply: dict[str, Any] = dict(result.metrics)
+    for name, path in result.outputs.items():
+        path = Path(path)
+        if path.is_dir():
+            reply[name] = str(path)
+            archive = shutil.make_archive(str(path.parent / f".{path.name}"), "zip", root_dir=str(path))
+            reply[f"{name}_zip"] = protocol.file_ref(archive)
+        else:
+            reply[name] = protocol.file_ref(str(path))
+    reply["timings"] = {k: round(float(v), 4) for k, v in result.timings.items()}
+    return reply
+
+
+def run_verb_task(name: str, params: dict, ctx: TaskContext) -> dict:
+    """Run verb `name` for a worker request (see the module docstring)."""
+    verb = get_verb(name)
+    params = {k: v for k, v in dict(params).items() if k not in DOOR_KEYS}
+    folder = Path(ctx.workdir)
+    adapters_dir = params.pop("adapters_dir", None)  # the server always sets it (clients never choose folders)
+    if verb.name == "finetune":
+        adapter = str(params.pop("adapter_name", None) or verb.default_output)
+        folder = Path(adapters_dir or folder)
+        out = folder / adapter
+    else:
+        out = folder / verb.default_output
+    result = run_verb(verb.name, local_params(verb, params), out, RunContext(ctx.device, ctx.progress, ctx.state))
+    return worker_outputs(result)

@@ -1,0 +1,75 @@
+"""Fixtures of the four-doors tests: one worker process and one HTTP server for the module, tiny inputs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "Testing" / "slicer"))  # slicer_helpers.start_server
+
+
+@pytest.fixture(scope="session")
+def worker():
+    from multimodalgen.worker.process import WorkerClient, worker_command
+
+    client = WorkerClient(worker_command(device="cpu", threads=1),
+                          env=dict(os.environ, PYTHONPATH=str(ROOT / "MultiModalGen")))
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    from slicer_helpers import start_server
+
+    srv = start_server(tmp_path_factory.mktemp("server"), "--max-upload-mb", "20", "--threads", "1")
+    yield srv
+    srv.proc.terminate()
+    srv.proc.wait(timeout=10)
+
+
+def _blobs(shape, centres):
+    grid = np.indices(shape).astype(np.float32)
+    out = np.zeros(shape, np.float32)
+    for weight, centre in centres:
+        d2 = sum(((grid[a] - centre[a]) ** 2) * (1.0, 1.5, 0.7)[a] for a in range(3))
+        out += weight * 1000 * np.exp(-d2 / 30.0)
+    return out + 50
+
+
+@pytest.fixture(scope="session")
+def inputs(tmp_path_factory):
+    """Tiny files every verb reads: two images of a pair with labels, a painting, a saved few-shot task, cases."""
+    from multimodalgen.io import write_label, write_volume
+    from multimodalgen.verbs import run_verb
+    from multimodalgen.volume import Volume
+
+    folder = tmp_path_factory.mktemp("inputs")
+    shape, affine = (24, 24, 16), np.diag([1.5, 1.5, 2.0, 1.0])
+    fixed = _blobs(shape, [(1.0, (12, 12, 8)), (0.5, (7, 15, 7))])
+    moving = _blobs(shape, [(1.0, (14, 11, 8)), (0.5, (9, 14, 7))])
+    paths = {"fixed": folder / "fixed.nii.gz", "moving": folder / "moving.nii.gz",
+             "fixed_labels": folder / "fixed_labels.nii.gz", "moving_labels": folder / "moving_labels.nii.gz",
+             "painting": folder / "painting.nii.gz"}
+    write_volume(Volume(fixed, affine, "T1"), paths["fixed"])
+    write_volume(Volume(moving, affine, "T2"), paths["moving"])
+    write_label(Volume((fixed > 500).astype(np.uint8), affine, "LABEL"), paths["fixed_labels"])
+    write_label(Volume((moving > 500).astype(np.uint8), affine, "LABEL"), paths["moving_labels"])
+    painting = np.zeros(shape, np.uint8)
+    painting[:, :, [5, 8, 11]] = (fixed > 500)[:, :, [5, 8, 11]]
+    write_label(Volume(painting, affine, "LABEL"), paths["painting"])
+    paths["task"] = folder / "blob.task"
+    run_verb("fewshot", {"images": [str(paths["fixed"])], "modalities": ["T1"], "annotation": str(paths["painting"]),
+                         "save_task": str(paths["task"])}, folder / "task_seg.nii.gz")
+    with open(folder / "CASES.csv", "w") as handle:
+        handle.write("T1,label\n")
+        for n in range(2):
+            handle.write(f"{paths['fixed']},{paths['fixed_labels']}\n")
+    paths["cases_csv"] = folder / "CASES.csv"
+    return {k: str(v) for k, v in paths.items()}
