@@ -19,11 +19,13 @@ def test_export_and_load_roundtrip(tmp_path):
     info = export_weights(tmp_path / "run" / "last.pt", tmp_path / "enc", name="enc-test",
                           metrics={"columns": ["a"], "rows": [{"method": "x", "a": 0.5}]})
     folder = tmp_path / "enc"
-    assert info["sha256"] == sha256_file(folder / "encoder.pt")
+    assert info["sha256"] == sha256_file(folder / "model.safetensors") and info["format"] == "safetensors"
     assert json.loads((folder / "config.json").read_text())["step"] == 1
     card = (folder / "MODEL_CARD.md").read_text()
     assert info["sha256"] in card and "| x | 0.500 |" in card
-    state = torch.load(folder / "encoder.pt", weights_only=True)
+    from safetensors.torch import load_file
+
+    state = load_file(str(folder / "model.safetensors"))
     assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
     model = load_encoder(str(folder))
     assert not model.training
@@ -31,7 +33,7 @@ def test_export_and_load_roundtrip(tmp_path):
     with torch.no_grad():
         assert model(x).shape == (1, 16, 16, 16, 16)
     # a modified weights file is refused
-    with open(folder / "encoder.pt", "ab") as f:
+    with open(folder / "model.safetensors", "ab") as f:
         f.write(b"0")
     from multimodalgen.errors import UserInputError
 
@@ -42,8 +44,8 @@ def test_export_and_load_roundtrip(tmp_path):
 def test_shipped_encoder_matches_sha256_and_runs():
     folder = encoder_dir()
     config = json.loads((folder / "config.json").read_text())
-    assert sha256_file(folder / config["weights_file"]) == config["sha256"]
-    assert (folder / "encoder.pt").stat().st_size <= 25 * 2**20
+    assert sha256_file(folder / config["weights"]) == config["sha256"] and config["format"] == "safetensors"
+    assert (folder / "model.safetensors").stat().st_size <= 25 * 2**20
     assert config["sha256"] in (folder / "MODEL_CARD.md").read_text()
     model = load_encoder()
     from multimodalgen.encoder.inference import extract_features
@@ -110,6 +112,32 @@ def test_every_shipped_encoder_matches_its_sha256(name):
     folder = encoder_dir(name)
     config = json.loads((folder / "config.json").read_text())
     assert config["name"] == name
-    assert sha256_file(folder / config["weights_file"]) == config["sha256"]
+    assert sha256_file(folder / config["weights"]) == config["sha256"]
     for stage in config.get("training_stages", []):
         TrainConfig.from_json(folder / stage["config_file"])   # every recorded stage config is loadable
+
+
+def test_pickled_weights_convert_to_the_one_artifact_format_with_the_same_outputs(tmp_path):
+    """A folder in the old format (encoder.pt pickle, weights_file key) converts to model.safetensors: same tensors,
+    same features, sha256 recorded and verified; the pickle is gone."""
+    from multimodalgen.encoder.network import UNet3D, UNetConfig
+    from multimodalgen.models.artifact import convert_pickled
+
+    torch.manual_seed(0)
+    net = UNetConfig.from_dict({"widths": [4, 8, 8, 16, 16]})
+    model = UNet3D(net).eval()
+    folder = tmp_path / "old"
+    folder.mkdir()
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()},
+               folder / "encoder.pt")
+    (folder / "config.json").write_text(json.dumps({"kind": "encoder", "weights_file": "encoder.pt",
+                                                    "sha256": sha256_file(folder / "encoder.pt"),
+                                                    "network": net.to_dict()}))
+    reference = UNet3D(net).eval()
+    reference.load_state_dict({k: v.float() if v.is_floating_point() else v
+                               for k, v in torch.load(folder / "encoder.pt", weights_only=True).items()})
+    config = convert_pickled(folder)
+    assert not (folder / "encoder.pt").exists() and config["weights"] == "model.safetensors"
+    x = torch.rand(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(load_encoder(str(folder))(x), reference(x))

@@ -133,11 +133,12 @@ def build(cfg: TrainConfig, device: torch.device) -> tuple[UNet3D, torch.nn.Modu
 
 def initial_weights(source: str | Path, device: torch.device) -> dict[str, torch.Tensor]:
     """Float32 network state dict from a training checkpoint (`*.pt` with a "model" entry) or a shipped encoder
-    folder (`multimodalgen.encoder.weights.load_encoder`), for `TrainConfig.init_from`."""
+    folder (a model artifact of kind "encoder", sha256 verified), for `TrainConfig.init_from`."""
     path = Path(source)
     if path.is_dir():
-        from multimodalgen.encoder.weights import load_encoder
-        return {k: v.float() for k, v in load_encoder(path).state_dict().items()}
+        from multimodalgen.models.artifact import read_artifact
+
+        return {k: v.float() if v.is_floating_point() else v for k, v in read_artifact(path, "encoder")[1].items()}
     if not path.is_file():
         raise FileNotFoundError(f"init_from {str(path)!r} is neither a checkpoint file nor an encoder folder")
     state = load_checkpoint(path, device)

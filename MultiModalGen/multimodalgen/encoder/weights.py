@@ -1,8 +1,9 @@
 """Shipped encoder weights: export from a training checkpoint (fp16), sha256-checked loading, model card.
 
 A shipped encoder folder (`MultiModalGen/Resources/Models/encoder-v2/`) holds:
-    encoder.pt        fp16 state dict of `UNet3D` (tensors only; loaded with torch.load(weights_only=True))
-    config.json       name, kind "encoder", version, network config, engine version, training step, sha256
+    model.safetensors fp16 state dict of `UNet3D` (the one model-artifact format, `multimodalgen.models.artifact`)
+    config.json       kind "encoder", format, weights, sha256 (verified on load), name, version, network config,
+                      engine version, training step
     pretrain_config.json  the exact training config (input of `multimodalgen pretrain --config`)
     pretrain_stage<N>.json  for weights trained in continued stages: each stage's config, in order
     MODEL_CARD.md     architecture, training command, steps, device, data, metrics, sha256
@@ -26,7 +27,6 @@ from multimodalgen.io.checksum import sha256_file
 from multimodalgen.models.registry import DEFAULT_MODELS, version_from_name
 
 DEFAULT_ENCODER = DEFAULT_MODELS["encoder"]
-WEIGHTS_FILE = "encoder.pt"
 
 
 def encoder_dir(name: str | None = None) -> Path:
@@ -44,23 +44,14 @@ def encoder_dir(name: str | None = None) -> Path:
     return folder
 
 
-def load_encoder(name: str | None = None, device: torch.device | str = "cpu", verify: bool = True) -> UNet3D:
+def load_encoder(name: str | None = None, device: torch.device | str = "cpu") -> UNet3D:
     """The shipped encoder in eval mode, float32, on `device` (sha256 of the weights file checked first).
 
     Raises `UserInputError` when the folder is missing or the weights do not match their recorded sha256.
     """
-    from multimodalgen.errors import UserInputError
+    from multimodalgen.models.artifact import read_artifact
 
-    folder = encoder_dir(name)
-    config = json.loads((folder / "config.json").read_text())
-    weights = folder / config.get("weights_file", WEIGHTS_FILE)
-    if verify:
-        digest = sha256_file(weights)
-        if digest != config.get("sha256"):
-            raise UserInputError("encoder weights do not match their sha256 (corrupt or replaced file)",
-                                 expected=str(config.get("sha256")), got=digest,
-                                 fix=f"reinstall the extension or re-export {folder}")
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+    config, state = read_artifact(encoder_dir(name), "encoder")
     model = UNet3D(UNetConfig.from_dict(config["network"]))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.to(device).eval()
@@ -88,14 +79,11 @@ def export_weights(checkpoint: str | Path, out_dir: str | Path, name: str = DEFA
         cfg = stage_cfgs[-1]
         device_trained = "; ".join(f"stage {i + 1}: {r['device']}" for i, r in enumerate(records))
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state["model"].items()}
-    tmp = out / (WEIGHTS_FILE + ".tmp")
-    torch.save(half, tmp)
-    tmp.replace(out / WEIGHTS_FILE)
     model = UNet3D(cfg.network)
     info = {
         "name": name, "kind": "encoder", "version": f"{version_from_name(name) or 1}.0", "format": 1,
         "description": "contrast-invariant 3D UNet, 16 feature channels, pretrained on synthetic data only",
-        "weights_file": WEIGHTS_FILE, "dtype": "float16", "sha256": sha256_file(out / WEIGHTS_FILE),
+        "dtype": "float16",
         "network": cfg.network.to_dict(), "parameters": count_parameters(model),
         "engine_version": state.get("engine_version"),
         "step": sum(r["steps_reached"] for r in records) if records else int(state["step"]),
@@ -110,7 +98,9 @@ def export_weights(checkpoint: str | Path, out_dir: str | Path, name: str = DEFA
         info["command"] = command
     if metrics is not None:
         info["metrics"] = metrics
-    (out / "config.json").write_text(json.dumps(info, indent=2) + "\n")
+    from multimodalgen.models.artifact import write_artifact
+
+    info = write_artifact(out, info, half)
     (out / "pretrain_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n") \
         if not (out / "pretrain_config.json").exists() else None
     (out / "MODEL_CARD.md").write_text(model_card(info, cfg.to_dict(), command))
@@ -144,7 +134,7 @@ def update_metrics(folder: str | Path, metrics: dict[str, Any]) -> dict[str, Any
     """Replace the benchmark metrics of an exported encoder (config.json + MODEL_CARD.md); weights untouched."""
     folder = Path(folder)
     info = json.loads((folder / "config.json").read_text())
-    if sha256_file(folder / info["weights_file"]) != info["sha256"]:
+    if sha256_file(folder / info["weights"]) != info["sha256"]:
         raise ValueError(f"{folder}: weights do not match config.json sha256; re-export instead")
     info["metrics"] = metrics
     train_cfg = json.loads((folder / "pretrain_config.json").read_text())
@@ -192,8 +182,8 @@ from scratch by this project; no third-party weights.
   parameters, BatchNorm + ReLU, max-pool down, nearest up with skip concatenation, padding `{net['padding_mode']}`,
   1x1x1 output conv to {net['out_channels']} channels. Input sizes are padded to multiples of 16 by the inference code.
 - Full-resolution path kept thin (one 3x3x3 conv of 8 channels each way) for CPU speed.
-- Weights: `{info['weights_file']}`, {info['dtype']}, sha256 `{info['sha256']}`.
-  Loaded with `torch.load(..., weights_only=True)` by `multimodalgen.encoder.weights.load_encoder` (sha256 checked).
+- Weights: `{info['weights']}` ({info['format']}), {info['dtype']}, sha256 `{info['sha256']}`.
+  Loaded by `multimodalgen.encoder.weights.load_encoder` (sha256 verified on every load).
 
 ## Training
 {_training_section(info, train_cfg, command)}

@@ -1,27 +1,23 @@
 """Personalized model folders: `config.json` (kind "personalized") + `model.safetensors` (fp16 by default).
 
-config.json keys: name, kind, version, description, model (PersonalizedConfig), weights (file name), sha256 (of
-the weights file), dtype, synth_version, training (free-form). The identity used by adapters is
+One model-artifact format (`multimodalgen.models.artifact`): config.json keys kind, format, weights, sha256
+(verified on load), labels (LabelDefinitions), provenance, plus name, version, description, model
+(PersonalizedConfig), dtype, synth_version, training (free-form). The identity used by adapters is
 `BaseModelRef(name, version, sha256)`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from multimodalgen.adapters.io import BaseModelRef
-from multimodalgen.io.checksum import sha256_file
 from multimodalgen.models.registry import DEFAULT_MODELS
 from multimodalgen.errors import UserInputError
 from multimodalgen.personalized.config import PersonalizedConfig
 from multimodalgen.personalized.model import PersonalizedNet
-from multimodalgen.terminology import definitions_for, labels_to_json
 
 DEFAULT_MODEL = DEFAULT_MODELS["personalized"]
 WEIGHTS = "model.safetensors"
@@ -30,29 +26,23 @@ WEIGHTS = "model.safetensors"
 def save_model(folder: str | Path, model: PersonalizedNet, name: str = DEFAULT_MODEL, version: str = "1",
                description: str = "", training: dict[str, Any] | None = None,
                dtype: torch.dtype = torch.float16, synth_version: str | None = None) -> BaseModelRef:
-    """Write `model` into `folder`; returns its identity (sha256 of the weights file). config.json also lists the
-    model's label definitions (`labels`: name, colour, SNOMED-CT codes; `multimodalgen.terminology`)."""
-    from safetensors.torch import save_file
-
+    """Write `model` into `folder` as a model artifact (`multimodalgen.models.artifact`); returns its identity
+    (sha256 of the weights file). config.json lists the model's label definitions (`labels`: name, colour,
+    SNOMED-CT codes; `multimodalgen.terminology`) and its provenance."""
+    from multimodalgen.models.artifact import write_artifact
     from multimodalgen.personalized.synthetic import SYNTH_VERSION
+    from multimodalgen.terminology import definitions_for
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: (v.detach().cpu().to(dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
                for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    os.close(fd)
-    save_file(tensors, tmp)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, folder / WEIGHTS)
-    sha = sha256_file(folder / WEIGHTS)
+    synth = synth_version or SYNTH_VERSION
     config = {"name": name, "kind": "personalized", "version": version,
               "description": description or "personalized multimodal segmentation (X_h) on the foundation encoder",
-              "model": model.config.to_dict(), "weights": WEIGHTS, "sha256": sha, "dtype": str(dtype).split(".")[-1],
-              "labels": labels_to_json(definitions_for(model.config.labels)),
-              "synth_version": synth_version or SYNTH_VERSION, "training": training or {}}
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    return BaseModelRef(name, version, sha)
+              "model": model.config.to_dict(), "dtype": str(dtype).split(".")[-1], "synth_version": synth,
+              "training": training or {}}
+    written = write_artifact(folder, config, tensors, labels=definitions_for(model.config.labels),
+                             provenance={"synth_version": synth, **(training or {})})
+    return BaseModelRef(name, version, written["sha256"])
 
 
 def resolve_model_folder(name_or_path: str | Path | None = None) -> Path:
@@ -73,17 +63,10 @@ def resolve_model_folder(name_or_path: str | Path | None = None) -> Path:
 def load_model(name_or_path: str | Path | None = None, device: torch.device | str = "cpu"
                ) -> tuple[PersonalizedNet, BaseModelRef]:
     """Load a personalized model (float32, eval mode, on `device`) and its identity."""
-    from safetensors.torch import load_file
+    from multimodalgen.models.artifact import read_artifact
 
-    folder = resolve_model_folder(name_or_path)
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    if config.get("kind") != "personalized":
-        raise UserInputError(f"{folder} is not a personalized model", expected='kind "personalized"',
-                             got=repr(config.get("kind")), fix="pass a personalized model folder")
+    config, tensors = read_artifact(resolve_model_folder(name_or_path), "personalized")
     model = PersonalizedNet(PersonalizedConfig.from_dict(config["model"]))
-    weights = folder / config.get("weights", WEIGHTS)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
-    model.load_state_dict(state)
-    ref = BaseModelRef(str(config["name"]), str(config["version"]), str(config.get("sha256") or
-                                                                          sha256_file(weights)))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+    ref = BaseModelRef(str(config["name"]), str(config["version"]), str(config["sha256"]))
     return model.to(device).eval(), ref

@@ -62,7 +62,9 @@ def sleep_task(params: dict, ctx: TaskContext) -> dict:
         raise UserInputError("selftest.sleep: seconds out of range", expected="0..3600", got=str(seconds))
     start = time.monotonic()
     if not params.get("interruptible", True):
-        ctx.progress.update("sleep", 0.0, "uninterruptible")
+        ctx.progress.check_cancelled()
+        if ctx.progress.callback is not None:  # report without a cancel check: from here on only a kill stops it
+            ctx.progress.callback("sleep", 0.0, "uninterruptible")
         time.sleep(seconds)
     else:
         for step in range(steps):
