@@ -131,7 +131,7 @@ def prepareFewShot(volumes: list, segmentationNode, segmentId: str, imageIds: li
     reference = volumes[0]
     annotationRef, segments = exportSegments(segmentationNode, reference, folder, "annotation", [segmentId])
     annotation = readOutputVolume(annotationRef, label=True)
-    axis, slices = bridge.annotatedSlices(annotation.array)
+    axis, slices = bridge.annotatedSlices(annotation.array, affine=annotation.affine)
     images = [exportVolume(v, folder, f"image{n}") for n, v in enumerate(volumes) if v is not None]
     params = {"images": images, "annotation": annotationRef, "image_id": "|".join(imageIds),
               "axis": axis, "segments": segments}
@@ -139,7 +139,7 @@ def prepareFewShot(volumes: list, segmentationNode, segmentId: str, imageIds: li
 
 
 def describeAnnotation(annotation) -> str:
-    axis, slices = bridge.annotatedSlices(annotation.array)
+    axis, slices = bridge.annotatedSlices(annotation.array, affine=annotation.affine)
     return f"{len(slices)} slice(s) along {'IJK'[axis]}: {', '.join(map(str, slices[:12]))}"
 
 
@@ -177,7 +177,7 @@ def applyFewShotPreview(segmentationNode, segmentId: str, referenceVolume) -> No
     painted = bridge.labelVolumeFromSegmentation(segmentationNode, referenceVolume, [segmentId])
     previewId = preview.GetSegmentation().GetNthSegmentID(0)
     predicted = bridge.labelVolumeFromSegmentation(preview, referenceVolume, [previewId])
-    merged = bridge.mergePreservingAnnotations(predicted.array, painted.array)
+    merged = bridge.mergePreservingAnnotations(predicted.array, painted.array, affine=painted.affine)
     slicer.util.updateSegmentBinaryLabelmapFromArray(bridge.volumeArrayToSlicerArray(merged).astype(np.uint8),
                                                      segmentationNode, segmentId, referenceVolume)
     discardFewShotPreview(segmentationNode)

@@ -157,28 +157,31 @@ def splitLabelMap(labelIJK: np.ndarray, labels: list[int]) -> dict[int, np.ndarr
     return {int(v): (labelKJI == v).astype(np.uint8) for v in labels}
 
 
-def annotationAxis(annotationIJK: np.ndarray) -> int:
-    """The voxel axis (0=i, 1=j, 2=k) the user painted slices across: the one with the fewest non-empty slices
-    relative to its length (e.g. 3 of 60 axial slices -> k). Raises when nothing is painted."""
-    mask = np.asarray(annotationIJK) > 0
+def annotationAxis(annotationIJK: np.ndarray, affine: np.ndarray | None = None) -> int:
+    """The voxel axis (0=i, 1=j, 2=k) the user painted slices across, by the backend's own rule
+    (`multimodalgen.fewshot.annotations.find_annotations`: the image's default slice axis from `affine` (identity if
+    None), unless the painting lies in clearly fewer slices along another axis), so Slicer and the command line pick
+    the same axis for one painting. Raises the backend's one-line errors (e.g. nothing painted)."""
+    from multimodalgen.fewshot.annotations import find_annotations
+
+    mask = (np.asarray(annotationIJK) > 0).astype(np.uint8)
     if not mask.any():
         raise UserInputError("no painted voxels", expected="a few painted slices of the structure", got="empty",
                              fix="paint the structure on 2-5 slices with the Segment Editor, then Preview")
-    ratios = [np.count_nonzero(mask.any(axis=tuple(b for b in range(3) if b != a))) / mask.shape[a]
-              for a in range(3)]
-    return int(np.argmin(ratios))
+    return int(find_annotations(mask, np.eye(4) if affine is None else np.asarray(affine)).primary_axis)
 
 
-def annotatedSlices(annotationIJK: np.ndarray, axis: int | None = None) -> tuple[int, list[int]]:
+def annotatedSlices(annotationIJK: np.ndarray, axis: int | None = None,
+                    affine: np.ndarray | None = None) -> tuple[int, list[int]]:
     """(axis, sorted indices of slices along `axis` containing painted voxels) of an `(I, J, K)` annotation."""
     mask = np.asarray(annotationIJK) > 0
-    axis = annotationAxis(mask) if axis is None else int(axis)
+    axis = annotationAxis(mask, affine) if axis is None else int(axis)
     other = tuple(b for b in range(3) if b != axis)
     return axis, [int(s) for s in np.flatnonzero(mask.any(axis=other))]
 
 
 def mergePreservingAnnotations(predictionIJK: np.ndarray, annotationIJK: np.ndarray,
-                               axis: int | None = None) -> np.ndarray:
+                               axis: int | None = None, affine: np.ndarray | None = None) -> np.ndarray:
     """Few-shot Apply: the prediction everywhere except on the painted slices, which keep the user's painting
     exactly (voxel for voxel, including what the user left unpainted on those slices). Both `(I, J, K)`."""
     prediction = np.asarray(predictionIJK)
@@ -186,7 +189,7 @@ def mergePreservingAnnotations(predictionIJK: np.ndarray, annotationIJK: np.ndar
     if prediction.shape != annotation.shape:
         raise UserInputError("prediction and annotation grids differ", expected=str(annotation.shape),
                              got=str(prediction.shape))
-    axis, slices = annotatedSlices(annotation, axis)
+    axis, slices = annotatedSlices(annotation, axis, affine)
     out = prediction.copy()
     index = [slice(None)] * 3
     index[axis] = slices

@@ -12,7 +12,9 @@ Both offer the same small interface, so the Logic never knows which one it has:
 `multimodalgen.worker.protocol`) on the thread that calls `poll`, so it may touch MRML. Outputs come back as
 ``{"file": local path}`` references in both cases (the remote backend downloads them first).
 
-Standard library only (no slicer, qt or torch imports), so it runs and is tested outside Slicer.
+Standard library only (no slicer, qt or torch imports), so it runs and is tested outside Slicer. The protocol and the
+job state machine are the backend's own (`multimodalgen.worker.protocol`, `multimodalgen.worker.process.Job.apply`):
+both backends update their jobs through `Job.apply`, so error details and the message-id guard are the same.
 """
 
 from __future__ import annotations
@@ -291,7 +293,7 @@ class RemoteBackend:
             except queue.Empty:
                 break
             handled.append(message)
-            _applyMessage(job, message)
+            job.apply(message)
         return handled
 
     def wait(self, job: Job, timeout: float | None = None, tick: Callable[[], None] | None = None) -> Job:
@@ -321,7 +323,7 @@ class RemoteBackend:
             self.poll()
             time.sleep(0.02)
         if not job.done:
-            _applyMessage(job, protocol.error(job.id, "cancelled", "cancelled by the user"))
+            job.apply(protocol.error(job.id, "cancelled", "cancelled by the user"))
         return time.monotonic() - start
 
     def isBusy(self) -> bool:
@@ -340,24 +342,6 @@ class RemoteBackend:
 
     def describe(self) -> str:
         return f"remote server {self.api.url}"
-
-
-def _applyMessage(job: Job, message: dict) -> None:
-    """Update a Job from one protocol message and call its callback (same rules as the local client)."""
-    if job.done:
-        return
-    kind = message["type"]
-    if kind == "progress":
-        job.stage, job.fraction, job.message = message["stage"], message["fraction"], message["message"]
-    elif kind == "result":
-        job.outputs, job.fraction, job.state = message["outputs"], 1.0, "done"
-    elif kind == "error":
-        job.state = "cancelled" if message["kind"] == "cancelled" else "failed"
-        job.error_kind, job.error_message = message["kind"], message["message"]
-    if job.done:
-        job.finished = time.monotonic()
-    if job.on_event is not None:
-        job.on_event(job, message)
 
 
 def makeBackend(settings) -> LocalBackend | RemoteBackend:

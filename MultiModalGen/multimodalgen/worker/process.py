@@ -59,6 +59,27 @@ class Job:
     def done(self) -> bool:
         return self.state != "running"
 
+    def apply(self, message: dict[str, Any]) -> bool:
+        """Update this job from one protocol message (progress / result / error) and call `on_event`: the one job
+        state machine of every client (local worker, remote server, Slicer). A message for another request id (a
+        late one, e.g. after a timeout) or after the job ended is ignored; returns whether it was applied."""
+        if self.done or message.get("id") != self.id:
+            return False
+        kind = message.get("type")
+        if kind == "progress":
+            self.stage, self.fraction, self.message = message["stage"], message["fraction"], message["message"]
+        elif kind == "result":
+            self.outputs, self.fraction, self.state = message["outputs"], 1.0, "done"
+        elif kind == "error":
+            self.state = "cancelled" if message["kind"] == "cancelled" else "failed"
+            self.error_kind, self.error_message = message["kind"], message["message"]
+            self.error_detail = message.get("detail")
+        if self.done:
+            self.finished = time.monotonic()
+        if self.on_event is not None:
+            self.on_event(self, message)
+        return True
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable status (what the server returns for GET /jobs/{id})."""
         return {"id": self.id, "task": self.task, "state": self.state, "stage": self.stage,
@@ -341,20 +362,8 @@ class WorkerClient:
             if job is not None and not job.done:
                 self._finish(job, "failed", error=("worker_died", self._died_message(), None))
             return
-        if job is None or message.get("id") != job.id:
-            return  # a late message for an earlier request (e.g. after a timeout)
-        kind = message["type"]
-        if kind == "progress":
-            job.stage, job.fraction, job.message = message["stage"], message["fraction"], message["message"]
-        elif kind == "result":
-            job.outputs = message["outputs"]
-            job.fraction = 1.0
-            self._finish(job, "done")
-        elif kind == "error":
-            state = "cancelled" if message["kind"] == "cancelled" else "failed"
-            self._finish(job, state, error=(message["kind"], message["message"], message.get("detail")))
-        if job.on_event is not None:
-            job.on_event(job, message)
+        if job is not None:
+            job.apply(message)
 
     def _finish(self, job: Job, state: str, error: tuple[str, str, str | None] | None = None) -> None:
         if job.done:
