@@ -124,7 +124,9 @@ def test_write_is_atomic_on_failure(tmp_path, volume, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(sitk, "WriteImage", boom)
-    with pytest.raises(OSError):
+    from multimodalgen.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="cannot write .*out.nii.gz: disk full"):
         writers.write_volume(volume, target)
     assert list(tmp_path.iterdir()) == []
 
@@ -134,7 +136,9 @@ def test_existing_file_survives_failed_overwrite(tmp_path, volume, monkeypatch):
     write_volume(volume, target)
     before = target.read_bytes()
     monkeypatch.setattr(sitk, "WriteImage", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
-    with pytest.raises(OSError):
+    from multimodalgen.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="cannot write"):
         write_volume(volume, target)
     assert target.read_bytes() == before
 

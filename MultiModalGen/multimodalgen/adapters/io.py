@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -84,17 +82,11 @@ def save_adapter(folder: str | Path, state: dict[str, torch.Tensor], meta: Adapt
                for k, v in state.items()}
     if not meta.n_parameters:
         meta.n_parameters = int(sum(v.numel() for v in tensors.values()))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    os.close(fd)
-    save_file(tensors, tmp, metadata={"format": str(FORMAT), "base_model": meta.base_model.name})
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, folder / WEIGHTS_NAME)
-    text = json.dumps(meta.to_dict(), indent=2)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, folder / CONFIG_NAME)
+    from multimodalgen.io.writers import atomic_path, write_json
+
+    with atomic_path(folder / WEIGHTS_NAME) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": str(FORMAT), "base_model": meta.base_model.name})
+    write_json(meta.to_dict(), folder / CONFIG_NAME)
     return folder
 
 

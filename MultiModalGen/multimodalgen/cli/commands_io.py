@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from multimodalgen.cli.output import print_result
 
 
 def add_parser(subparsers) -> None:

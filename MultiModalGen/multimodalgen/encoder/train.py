@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -153,9 +152,10 @@ def save_checkpoint(path: Path, cfg: TrainConfig, step: int, model: UNet3D, head
     state = {"format": CHECKPOINT_FORMAT, "engine_version": ENGINE_VERSION, "step": step,
              "config": cfg.to_dict(), "model": model.state_dict(), "heads": heads.state_dict(),
              "optimizer": opt.state_dict()}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    from multimodalgen.io.writers import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:

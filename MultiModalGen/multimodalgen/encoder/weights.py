@@ -231,7 +231,7 @@ def _training_section(info: dict[str, Any], train_cfg: dict[str, Any], command: 
   (equivalently `python -m multimodalgen.encoder.train --config <same file> --out DIR --device auto --threads 2`;
   add `--resume` to continue a stopped run.) The shipped run was started as
   `python -m multimodalgen.encoder.train --config MultiModalGen/Resources/Models/encoder-v1/pretrain_config.json
-  --out /work/ckpt/encoder/run2 --device auto --threads 2` and resumed with `--resume --threads 1` from step 75
+  --out DIR --device auto --threads 2` and resumed with `--resume --threads 1` from step 75
   (data and voxel sampling depend only on seed and step; thread count can change float rounding only).
 - Config: `pretrain_config.json` in this folder ({summary}).
 - Steps reached for these weights: **{info['step']}** (of {info['steps_planned']} planned).

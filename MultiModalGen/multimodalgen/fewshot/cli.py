@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from multimodalgen.cli.output import print_result
 from multimodalgen.errors import UserInputError
 
 

@@ -33,24 +33,53 @@ def _suffix(path: Path) -> str:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path` with the same suffix; on success rename it to `path`.
+    """Yield a temporary path beside `path` with the same suffix; on success fsync it and rename it to `path`.
 
-    On any exception the temporary file is removed and `path` is left untouched.
+    On any exception the temporary file is removed and `path` is left untouched. An OS error while writing (disk
+    full, file too large, read-only file system, no permission) becomes a one-line `UserInputError` (exit 2).
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(final.suffixes[-2:]) if final.name.lower().endswith((".nii.gz", ".seg.nrrd")) else final.suffix
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".part{suffix}", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
+    tmp: Path | None = None
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        suffix = "".join(final.suffixes[-2:]) if final.name.lower().endswith((".nii.gz", ".seg.nrrd")) \
+            else final.suffix
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".part{suffix}", dir=final.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
         yield tmp
+        if not tmp.is_file():
+            raise UserInputError(f"nothing was written to {final}", fix="check the disk and the output format")
+        _fsync(tmp)
         os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        tmp = None
+        _fsync(final.parent)
+    except OSError as exc:
+        raise UserInputError(f"cannot write {final}: {exc.strerror or exc}",
+                             expected="a writable folder with enough free space",
+                             fix="free disk space, or choose another output folder") from exc
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def _fsync(path: Path) -> None:
+    """Flush `path` (a file, or a folder's entry list) to the disk; folders that cannot be opened are skipped."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        if path.is_dir():
+            return
         raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not path.is_dir():
+            raise
+    finally:
+        os.close(fd)
 
 
 def _current_umask() -> int:
@@ -68,11 +97,14 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = Tr
     if suffix == ".seg.nrrd":
         return write_label(volume, path)
     image = volume_to_sitk(volume)
+    if suffix == ".mhd":
+        raise UserInputError("writing .mhd (two files) is not supported", expected=".mha (single file)",
+                             fix="use .mha instead")
     with atomic_path(path) as tmp:
-        if suffix == ".mhd":
-            raise UserInputError("writing .mhd (two files) is not supported", expected=".mha (single file)",
-                                 fix="use .mha instead")
-        sitk.WriteImage(image, str(tmp), useCompression=compress)
+        try:
+            sitk.WriteImage(image, str(tmp), useCompression=compress)
+        except RuntimeError as exc:  # ITK reports disk-full and permission errors as RuntimeError
+            raise OSError(f"the image writer failed ({str(exc).strip().splitlines()[-1][:120]})") from exc
     return path
 
 

@@ -20,6 +20,10 @@ from multimodalgen.errors import UserInputError
 #: `personalized.weights.DEFAULT_MODEL` and `models list` read it).
 DEFAULT_MODELS = {"encoder": "encoder-v2", "personalized": "personalized-v2"}
 
+#: The encoder personalized models are initialised from (`personalized.foundation`): personalized-v2 was trained
+#: from encoder-v1, so its training command replays exactly.
+FOUNDATION_ENCODER = "encoder-v1"
+
 
 def version_from_name(name: str) -> int | None:
     """The N of a model named `<anything>-vN` ("encoder-v2" -> 2), or None when the name has no such suffix."""

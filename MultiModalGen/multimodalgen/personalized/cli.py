@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from multimodalgen.cli.output import print_result
 from multimodalgen.errors import UserInputError
 
 

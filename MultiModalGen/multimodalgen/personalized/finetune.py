@@ -240,10 +240,11 @@ def finetune_cases(base: PersonalizedNet, cases: list[LoadedCase], labels: tuple
                 bad += 1
                 stop = bad >= cfg.patience
         if checkpoint is not None and (done % cfg.checkpoint_every == 0 or stop or done == total):
-            tmp = checkpoint.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": done, "best": best,
-                        "bad": bad, "history": history, "best_state": best_state}, tmp)
-            tmp.replace(checkpoint)
+            from multimodalgen.io.writers import atomic_path
+
+            with atomic_path(checkpoint) as tmp:
+                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": done, "best": best,
+                            "bad": bad, "history": history, "best_state": best_state}, tmp)
         if stop:
             break
     if best_state is not None:

@@ -1,8 +1,8 @@
 """Adapter to the foundation encoder's weights (owned by `multimodalgen.encoder`): find and load them into the
 shared encoder f_theta of a personalized model.
 
-Accepted sources: a shipped model folder (`Resources/Models/encoder-v1` with a `*.safetensors` or `*.pt` file), a
-pretraining checkpoint (`last.pt` / `step_*.pt` with a "model" state dict), or a bare state-dict file.
+Accepted sources: an encoder model artifact folder (`Resources/Models/<name>`, sha256 verified), a pretraining
+checkpoint (`last.pt` / `step_*.pt` with a "model" state dict), or a bare state-dict file.
 """
 
 from __future__ import annotations
@@ -16,27 +16,23 @@ from multimodalgen.errors import UserInputError
 
 
 def default_foundation_path() -> Path | None:
-    """The shipped encoder-v1 folder if it holds weights, else None.
+    """The shipped foundation encoder's folder (`models.registry.FOUNDATION_ENCODER`), else None.
 
-    Pinned to encoder-v1 (not the default encoder) because `personalized-v2` was trained from it, so its training
-    command replays exactly; set the training config's `init_encoder` to encoder-v2's folder to try the newer encoder."""
-    from multimodalgen.models.registry import shipped_models_dir
+    Not the default encoder: `personalized-v2` was trained from this one, so its training command replays exactly;
+    set the training config's `init_encoder` to another encoder folder to try it."""
+    from multimodalgen.models.registry import FOUNDATION_ENCODER, shipped_models_dir
 
-    folder = shipped_models_dir() / "encoder-v1"
-    if folder.is_dir() and (list(folder.glob("*.safetensors")) or list(folder.glob("*.pt"))):
-        return folder
-    return None
+    folder = shipped_models_dir() / FOUNDATION_ENCODER
+    return folder if (folder / "config.json").is_file() else None
 
 
 def read_foundation_state(path: str | Path) -> dict[str, torch.Tensor]:
     """UNet3D state dict (float32) from a folder / checkpoint / state-dict file (see module docstring)."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.pt"))
-        if not files:
-            raise UserInputError(f"no encoder weights in {path}", expected="a *.safetensors or *.pt file",
-                                 fix="train the encoder (`multimodalgen pretrain`) or pass its checkpoint")
-        path = files[0]
+        from multimodalgen.models.artifact import read_artifact
+
+        return {k: v.float() if v.is_floating_point() else v for k, v in read_artifact(path, "encoder")[1].items()}
     if not path.is_file():
         raise UserInputError("encoder weights not found", got=str(path), fix="check the path")
     if path.suffix == ".safetensors":
