@@ -179,7 +179,8 @@ def check_not_constant(volume: Volume, what: str = "image") -> None:
 
 
 def check_label_array(array: np.ndarray, what: str = "label map") -> np.ndarray:
-    """Validate a label array (integer values >= 0) and return it as int32 (or uint8 when it fits)."""
+    """Validate a label array (integer values >= 0) and return it as uint8 when it fits, else int32, else (integer
+    input above 2^31 - 1) int64/uint64: values are kept exactly or refused, never narrowed."""
     arr = np.asarray(array)
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)):
@@ -195,7 +196,16 @@ def check_label_array(array: np.ndarray, what: str = "label map") -> np.ndarray:
     if arr.size and arr.min() < 0:
         raise UserInputError(f"the {what} has negative labels", expected="labels >= 0",
                              got=f"minimum {arr.min()}", fix="relabel the segmentation")
-    return arr.astype(np.uint8 if (arr.size == 0 or arr.max() < 256) else np.int32)
+    top = arr.max() if arr.size else 0
+    if top < 256:
+        return arr.astype(np.uint8)
+    if top <= np.iinfo(np.int32).max:
+        return arr.astype(np.int32)
+    if np.issubdtype(arr.dtype, np.integer):  # values kept exactly, never narrowed
+        return arr.astype(np.uint64 if top > np.iinfo(np.int64).max else np.int64)
+    raise UserInputError(f"the {what} has label values above 2^31 stored as floating point",
+                         expected="labels < 2147483648, or stored as integers", got=f"maximum {float(top):g}",
+                         fix="relabel the segmentation with smaller values")
 
 
 def crop_affine(affine: np.ndarray, start: tuple[int, int, int]) -> np.ndarray:

@@ -54,7 +54,7 @@ def start_server(tmp_path: Path, *extra: str) -> RunningServer:
 def server(tmp_path_factory):
     """One server per test module (starting one takes ~2 s): upload limit 0.05 MiB, sessions expire after 1.5 s
     idle, one session and one job at a time. Tests leave no session or job running."""
-    srv = start_server(tmp_path_factory.mktemp("server"), "--max-upload-mb", "0.05", "--session-ttl", "1.5",
+    srv = start_server(tmp_path_factory.mktemp("server"), "--allow-selftest", "--max-upload-mb", "0.05", "--session-ttl", "1.5",
                        "--max-sessions", "1")
     yield srv
     srv.proc.terminate()

@@ -97,9 +97,8 @@ def test_job_errors_are_reported(server):
     job = client.post("/jobs", json={"task": "selftest.fail", "params": {"kind": "user_input"}}).json()
     status, _ = wait_done(client, job["id"])
     assert status["state"] == "failed" and status["error_kind"] == "user_input"
-    job = client.post("/jobs", json={"task": "does.not.exist"}).json()
-    status, _ = wait_done(client, job["id"])
-    assert status["error_kind"] == "unknown_task"
+    unknown = client.post("/jobs", json={"task": "does.not.exist"})  # refused before any worker starts
+    assert unknown.status_code == 400 and "not available over HTTP" in unknown.json()["message"]
     assert client.get("/jobs/j-unknown").status_code == 404
 
 

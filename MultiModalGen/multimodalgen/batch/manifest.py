@@ -27,8 +27,19 @@ from multimodalgen.errors import UserInputError
 from multimodalgen.volume import KNOWN_MODALITIES
 
 ID_COLUMN = "study_id"
-#: Study ids become folder names: letters, digits, '.', '_' and '-', starting with a letter or digit.
-STUDY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: Study ids and column names become file names: letters, digits, '.', '_' and '-', starting with a letter or
+#: digit, no "..": no separators, no parent folders, no absolute paths (`file_name`, the one sanitiser).
+STUDY_ID_PATTERN = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def file_name(value: str, what: str, where: str) -> str:
+    """`value` if it is safe as a file or folder name (see `STUDY_ID_PATTERN`), else a UserInputError naming
+    `what` (e.g. "column name") and `where` (manifest and line)."""
+    if not STUDY_ID_PATTERN.match(value):
+        raise UserInputError(f"invalid {what} {value!r} ({where})", expected="letters, digits, '.', '_' or '-' "
+                             "(starting with a letter or digit, no '..'); it becomes a file name",
+                             fix=f"rename the {what}")
+    return value
 #: Column names of the "modalities" kind are matched case-insensitively to these.
 _MODALITIES = {name.upper(): name for name in KNOWN_MODALITIES if name not in ("LABEL", "FEATURES")}
 
@@ -131,7 +142,7 @@ def _canonical_columns(header: list[str], spec: TaskSpec, name: str) -> list[str
         elif spec.columns == "modalities":
             canonical.append(_MODALITIES.get(cell.upper(), low if low in spec.optional else cell))
         else:
-            canonical.append(cell)
+            canonical.append(file_name(cell, "column name", f"{name}, header row"))  # resample writes <column>.<format>
     duplicates = sorted({c for c in canonical if canonical.count(c) > 1})
     if duplicates:
         raise UserInputError(f"manifest {name} repeats column(s) {', '.join(duplicates)}", fix="keep one of each")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from multimodalgen.batch.manifest import is_label_column
+from multimodalgen.batch.manifest import file_name, is_label_column
 from multimodalgen.io import read_label, read_volume, write_label, write_volume
 from multimodalgen.resample import resample_isotropic
 from multimodalgen.verbs.result import Result, RunContext
@@ -25,7 +25,7 @@ def resample_files(images: dict[str, str], *, out: Path, ctx: RunContext, spacin
     suffix = "." + (format or "nii.gz")
     inputs, out_dir = images, Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    columns = [c for c, path in inputs.items() if path]
+    columns = [file_name(str(c), "image name", "resample") for c, path in inputs.items() if path]
     outputs: dict[str, Path] = {}
     metrics: dict[str, object] = {}
     timings = {"read": 0.0, "resample": 0.0, "write": 0.0}

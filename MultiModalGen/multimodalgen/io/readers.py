@@ -7,6 +7,7 @@ labels, sizes that would not fit in memory) and raises `UserInputError` with wha
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,34 @@ def _require_existing(path: Path) -> None:
     if path.is_file() and path.stat().st_size == 0:
         raise UserInputError(f"the file is empty (0 bytes): {path}", expected="an image file",
                              fix="re-export or re-copy the file")
+
+
+_DATA_FILE = {".mhd": re.compile(r"^\s*ElementDataFile\s*=\s*(.*?)\s*$", re.M),
+              ".mha": re.compile(r"^\s*ElementDataFile\s*=\s*(.*?)\s*$", re.M),
+              ".nhdr": re.compile(r"^\s*data ?file\s*:\s*(.*?)\s*$", re.M | re.I),
+              ".nrrd": re.compile(r"^\s*data ?file\s*:\s*(.*?)\s*$", re.M | re.I)}
+
+
+def check_data_file_reference(path: Path) -> None:
+    """A header that keeps its voxels in another file (MetaImage `ElementDataFile`, NRRD `data file`) may only name
+    a plain file beside it: never a path elsewhere, a parent folder, a file list or a pattern (a header must not
+    make the reader open files it was not given, e.g. on the server)."""
+    suffix = path.suffix.lower()
+    if suffix not in _DATA_FILE or not path.is_file():
+        return
+    with open(path, "rb") as handle:
+        head = handle.read(65536).decode("latin-1")
+    if suffix in (".nrrd", ".nhdr"):
+        head = re.split(r"\r?\n\r?\n", head, maxsplit=1)[0]  # the header ends at the first blank line
+    match = _DATA_FILE[suffix].search(head)
+    if match is None or match.group(1) in ("LOCAL", ""):
+        return
+    name = match.group(1)
+    if (Path(name).name != name or name in (".", "..") or "%" in name or name.upper().startswith("LIST")
+            or not (path.parent / name).is_file()):
+        raise UserInputError(f"{path.name} keeps its voxels in {name!r}, which is not a file beside it",
+                             expected="a self-contained image, or a header whose data file sits in the same folder",
+                             fix="convert it to a single file (.nii.gz, .nrrd, .mha) and give that")
 
 
 def _dicom_series_files(folder: Path) -> list[str]:
@@ -81,10 +110,11 @@ def read_volume(path: str | os.PathLike, modality: str | None = None, *, allow_n
     _require_existing(path)
     if is_segmentation_path(str(path)):
         return read_segmentation(str(path))
+    check_data_file_reference(path)
     source: str | list[str] = _dicom_series_files(path) if path.is_dir() else str(path)
     try:
         size, components, dimension = _read_header(source)
-    except RuntimeError as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to parse the header is the file's problem
         raise UserInputError(f"cannot read {path}", expected=f"a readable image ({', '.join(SUPPORTED_SUFFIXES)} "
                              "or a DICOM folder)", got=_first_line(exc),
                              fix="check that the file is complete and in a supported format") from exc
@@ -124,7 +154,7 @@ def read_volume(path: str | os.PathLike, modality: str | None = None, *, allow_n
             volume = sitk_to_volume(image, modality, {"source": str(path)})
     except UserInputError:
         raise
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - ITK, nibabel, zlib: a corrupt file raises many kinds; one clear line
         raise UserInputError(f"cannot read {path}", expected="an uncorrupted image file", got=_first_line(exc),
                              fix="the file may be truncated or corrupt; re-export it") from exc
     if not allow_nonfinite:

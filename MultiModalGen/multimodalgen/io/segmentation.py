@@ -36,6 +36,20 @@ def is_segmentation_path(path: str) -> bool:
 
 
 def read_segmentation(path: str) -> Volume:
+    """Read a `.seg.nrrd` into a label-map Volume `(I, J, K)`, segments listed in metadata. A file without segment
+    metadata (a plain label map saved with that extension) keeps its values, named `Segment_<value>`; a damaged
+    file is one clear `UserInputError`."""
+    try:
+        return _read_segmentation(path)
+    except UserInputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - damaged segment metadata (layers, values) raises many kinds
+        raise UserInputError(f"cannot read segmentation {path}", expected="a .seg.nrrd file written by Slicer",
+                             got=f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}",
+                             fix="re-export the segmentation from Slicer") from exc
+
+
+def _read_segmentation(path: str) -> Volume:
     """Read a `.seg.nrrd` into a label-map Volume `(I, J, K)` uint8/int32, segments listed in metadata."""
     slicerio = _slicerio()
 
@@ -43,8 +57,19 @@ def read_segmentation(path: str) -> Volume:
         seg = slicerio.read_segmentation(str(path))
     except Exception as exc:  # slicerio/pynrrd raise many kinds
         raise UserInputError(f"cannot read segmentation {path}", expected="a .seg.nrrd file written by Slicer",
-                             got=f"{type(exc).__name__}: {exc}", fix="re-export the segmentation from Slicer") from exc
+                             got=f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}",
+                             fix="re-export the segmentation from Slicer") from exc
     voxels = np.asarray(seg["voxels"])
+    affine = affine_ras_from_lps(np.asarray(seg["ijkToLPS"], dtype=np.float64))
+    if not seg.get("segments"):  # a plain label map saved as .seg.nrrd: values kept, named Segment_<value>
+        if voxels.ndim != 3:
+            raise UserInputError(f"cannot read segmentation {path}", expected="segment metadata or one label layer",
+                                 got=f"{voxels.shape[0]} layers without segment metadata",
+                                 fix="re-export the segmentation from Slicer")
+        labels = check_label_array(voxels)
+        segments = [{"label": int(v), "name": f"Segment_{int(v)}", "color": default_color(int(v))}
+                    for v in np.unique(labels) if v != 0]
+        return Volume(labels, affine, "LABEL", {"segments": segments, "source": str(path)})
     layers = voxels[None] if voxels.ndim == 3 else voxels
     labels = np.zeros(layers.shape[-3:], dtype=np.int32)
     segments = []
@@ -57,7 +82,6 @@ def read_segmentation(path: str) -> Volume:
         if segment.get("terminology"):
             entry["terminology"] = _terminology().terminology_entry_to_string(segment["terminology"])
         segments.append(entry)
-    affine = affine_ras_from_lps(np.asarray(seg["ijkToLPS"], dtype=np.float64))
     return Volume(check_label_array(labels), affine, "LABEL", {"segments": segments, "source": str(path)})
 
 

@@ -105,7 +105,31 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, compress: bool = Tr
             sitk.WriteImage(image, str(tmp), useCompression=compress)
         except RuntimeError as exc:  # ITK reports disk-full and permission errors as RuntimeError
             raise OSError(f"the image writer failed ({str(exc).strip().splitlines()[-1][:120]})") from exc
+        _verify_written(tmp, suffix, sitk.GetArrayViewFromImage(image).nbytes)
     return path
+
+
+def _verify_written(path: Path, suffix: str, data_bytes: int) -> None:
+    """Cheap check that the whole image reached the disk (ITK's NIfTI writer only prints short writes): an
+    uncompressed NIfTI holds its header plus every data byte; a gzip stream decompresses to its end."""
+    if suffix == ".nii":
+        complete = path.stat().st_size >= 348 + data_bytes
+    elif suffix == ".nii.gz":
+        import gzip
+        import zlib
+
+        total = 0
+        try:
+            with gzip.open(path, "rb") as handle:
+                while chunk := handle.read(1 << 22):
+                    total += len(chunk)
+        except (EOFError, OSError, zlib.error):
+            total = -1
+        complete = total >= 348 + data_bytes
+    else:
+        complete = path.stat().st_size > 0
+    if not complete:
+        raise OSError("the file was cut short (short write; disk full or file size limit)")
 
 
 def write_label(volume: Volume, path: str | os.PathLike) -> Path:

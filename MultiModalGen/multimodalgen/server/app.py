@@ -38,6 +38,46 @@ from multimodalgen.worker.tasks import task_names
 UPLOAD_CHUNK = 1 << 20
 
 
+class _TooLarge(Exception):
+    pass
+
+
+class JsonBodyLimit:
+    """ASGI middleware: refuse (413) a request body above `limit` bytes on every route but POST /uploads (which has
+    its own limit), whether announced by Content-Length or streamed."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, int(limit)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("path") == "/uploads":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(send)
+        received = 0
+
+        async def limited():
+            nonlocal received
+            message = await receive()
+            if message.get("type") == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send):
+        response = JSONResponse({"kind": "user_input", "message": f"the request body is larger than this server's "
+                                 f"limit of {self.limit // 1024} KiB for JSON; send files with POST /uploads"},
+                                status_code=413)
+        await response({"type": "http"}, None, send)
+
+
 def create_app(config: ServerConfig, manager: Manager | None = None):
     """Build the FastAPI application for `config` (this module is only imported when serving)."""
     manager = manager or Manager(config)
@@ -50,6 +90,7 @@ def create_app(config: ServerConfig, manager: Manager | None = None):
     app = FastAPI(title="MultiModalGen server", version=multimodalgen.__version__,
                   docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.manager = manager
+    app.add_middleware(JsonBodyLimit, limit=int(config.max_json_kb * 1024))
     expected = f"Bearer {config.token}".encode()
 
     @app.exception_handler(ServiceError)

@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="close interactive sessions idle this many seconds (default 900)")
     parser.add_argument("--job-ttl", type=float, default=3600.0,
                         help="delete finished jobs' files after this many seconds (default 3600)")
+    parser.add_argument("--max-json-kb", type=float, default=256.0,
+                        help="largest JSON request body in KiB (default 256)")
+    parser.add_argument("--allow-selftest", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", default=None, help="folder for uploads and outputs (default: a temp folder)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 
@@ -43,7 +46,8 @@ def config_from_args(args, device: str = "auto", threads: int | None = 0):
     return ServerConfig(token=token_from(args.token), host=args.host, port=args.port,
                         max_upload_mb=args.max_upload_mb, max_jobs=args.max_jobs, max_sessions=args.max_sessions,
                         session_ttl_s=args.session_ttl, job_ttl_s=args.job_ttl, workdir=args.workdir,
-                        device=device, threads=int(threads or 0))
+                        device=device, threads=int(threads or 0), max_json_kb=args.max_json_kb,
+                        allow_selftest=args.allow_selftest)
 
 
 def run(args, ctx) -> int:

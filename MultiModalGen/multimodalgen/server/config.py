@@ -28,6 +28,8 @@ class ServerConfig:
         job_ttl_s: finished jobs and their files are deleted this long after finishing; uploads likewise.
         workdir: where uploads and job outputs go (a fresh temp folder by default).
         device/threads: passed to every worker ("auto", "cpu", "cuda[:N]"; 0 threads = default).
+        max_json_kb: largest accepted JSON request body, in KiB (uploads have their own limit).
+        allow_selftest: also accept the worker's protocol self-test tasks (tests only; never on a real server).
     """
 
     token: str
@@ -41,6 +43,8 @@ class ServerConfig:
     workdir: pathlib.Path | None = None
     device: str = "auto"
     threads: int = 0
+    max_json_kb: float = 256.0
+    allow_selftest: bool = False
 
     def __post_init__(self) -> None:
         if not self.token or len(self.token) < MIN_TOKEN_LENGTH:
@@ -50,7 +54,7 @@ class ServerConfig:
                                  fix=f"e.g. --token $(python -c 'import secrets; print(secrets.token_urlsafe(24))')")
         if not 0 < int(self.port) < 65536:
             raise UserInputError("invalid port", expected="1..65535", got=str(self.port))
-        for name in ("max_upload_mb", "session_ttl_s", "job_ttl_s"):
+        for name in ("max_upload_mb", "session_ttl_s", "job_ttl_s", "max_json_kb"):
             if float(getattr(self, name)) <= 0:
                 raise UserInputError(f"invalid {name}", expected="a positive number", got=str(getattr(self, name)))
         for name in ("max_jobs", "max_sessions"):

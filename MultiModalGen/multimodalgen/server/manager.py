@@ -37,6 +37,7 @@ def _new_id(prefix: str) -> str:
 
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+_PLAIN_NAME = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def safe_filename(name: str) -> str:
@@ -44,6 +45,17 @@ def safe_filename(name: str) -> str:
     name = pathlib.PurePosixPath(str(name).replace("\\", "/")).name
     name = _SAFE_NAME.sub("_", name).lstrip(".")
     return name[:120] or "upload.bin"
+
+
+def _only_uploads(value: Any) -> bool:
+    """True when every file inside `value` (nested lists/dicts) is an upload reference {"upload": id}."""
+    if isinstance(value, dict):
+        if "upload" in value:
+            return set(value) == {"upload"} and isinstance(value["upload"], str)
+        return bool(value) and all(_only_uploads(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_only_uploads(v) for v in value)
+    return False
 
 
 @dataclasses.dataclass
@@ -121,10 +133,37 @@ class Manager:
         return WorkerClient(worker_command(device=self.config.device, threads=self.config.threads),
                             cancel_grace_s=0.3)
 
-    def start_job(self, task: str, params: dict[str, Any], session_id: str | None = None) -> JobRecord:
-        """Start `task` in a new worker (or in session `session_id`'s worker). Raises ServiceError."""
+    def check_remote_job(self, task: str, params: dict[str, Any]) -> None:
+        """What a client may ask over HTTP: a verb (self-tests only with `allow_selftest`), files only as upload
+        ids, model and adapter parameters only as plain names (resolved in the server's own folders), and no
+        parameter that names a server path (`save_task`, `cases_csv`, whose rows would name server files)."""
+        from multimodalgen.verbs import VERBS
+
         if not isinstance(task, str) or not task:
             raise ServiceError(400, "user_input", "a job needs a 'task' name")
+        if task not in VERBS and not (self.config.allow_selftest and task.startswith("selftest.")):
+            raise ServiceError(400, "user_input", f"task '{task}' is not available over HTTP; use one of "
+                               f"{', '.join(sorted(VERBS))}")
+        refused = sorted(set(params) & {"save_task", "cases_csv", "output_dir", "adapters_dir", "device"})
+        if refused:
+            raise ServiceError(400, "user_input", f"parameter(s) {', '.join(refused)} cannot be given over HTTP "
+                               "(they name server folders or settings); pass training cases as 'cases' uploads")
+        if task in VERBS:
+            from multimodalgen.verbs.registry import FILE_KINDS
+
+            for p in VERBS[task].params:
+                if p.kind in FILE_KINDS and p.name in params and not _only_uploads(params[p.name]):
+                    raise ServiceError(400, "user_input", f"parameter '{p.name}' must name uploaded files "
+                                       '({"upload": id}); upload the file with POST /uploads first')
+        for name in ("adapter", "base_model", "encoder"):
+            value = params.get(name)
+            if value is not None and not (isinstance(value, str) and _PLAIN_NAME.match(value)):
+                raise ServiceError(400, "user_input", f"parameter '{name}' must be the plain name of a model "
+                                   "installed on the server (letters, digits, '.', '_', '-'), not a path")
+
+    def start_job(self, task: str, params: dict[str, Any], session_id: str | None = None) -> JobRecord:
+        """Start `task` in a new worker (or in session `session_id`'s worker). Raises ServiceError."""
+        self.check_remote_job(task, params)
         job_id = _new_id("j")
         folder = self.root / "jobs" / job_id
         with self._lock:
@@ -273,6 +312,12 @@ class Manager:
                 self.expired_sessions[session_id] = time.time()
         session.client.close()
         shutil.rmtree(session.folder, ignore_errors=True)
+        with self._lock:  # the session's job folders go with it (patient data is not kept past the session)
+            done = [r for r in self.jobs.values() if r.session_id == session_id]
+            for record in done:
+                self.jobs.pop(record.id, None)
+        for record in done:
+            shutil.rmtree(record.folder, ignore_errors=True)
 
     # -- expiry --------------------------------------------------------------------------------------------
     def sweep(self, now: float | None = None) -> None:
@@ -314,3 +359,11 @@ class Manager:
             if not record.job.done:
                 with record.lock:
                     record.client.cancel(record.job)
+        for record in records:
+            if record.session_id is None:
+                record.client.close()
+        for folder in ("uploads", "jobs", "sessions"):  # nothing of the clients' data outlives the server
+            shutil.rmtree(self.root / folder, ignore_errors=True)
+        with self._lock:
+            self.uploads.clear()
+            self.jobs.clear()
