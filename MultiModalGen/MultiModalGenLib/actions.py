@@ -134,7 +134,7 @@ def prepareFewShot(volumes: list, segmentationNode, segmentId: str, imageIds: li
     axis, slices = bridge.annotatedSlices(annotation.array, affine=annotation.affine)
     images = [exportVolume(v, folder, f"image{n}") for n, v in enumerate(volumes) if v is not None]
     params = {"images": images, "annotation": annotationRef, "image_id": "|".join(imageIds),
-              "axis": axis, "segments": segments}
+              "axis": axis, "segments": segments, "resample": True}  # volumes of other grids: resampled, reported
     return params, annotation
 
 

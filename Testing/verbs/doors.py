@@ -42,8 +42,16 @@ def as_refs(verb: str, params: dict, ref) -> dict:
         return ref(str(value))
 
     spec = get_verb(verb)
-    return {k: walk(v) if spec.param(k) is not None and spec.param(k).kind in FILE_KINDS else v
-            for k, v in params.items()}
+    out = {}
+    for key, value in params.items():
+        p = spec.param(key)
+        if p is None or p.kind not in FILE_KINDS:
+            out[key] = value
+        elif p.kind == "cases":  # files under "images" and "label"; other keys (segment names) are data
+            out[key] = [dict(case, images=walk(case["images"]), label=walk(case["label"])) for case in value]
+        else:
+            out[key] = walk(value)
+    return out
 
 
 def worker_door(worker, verb: str, params: dict, folder: Path) -> dict[str, Path]:

@@ -144,15 +144,15 @@ class Manager:
         if task not in VERBS and not (self.config.allow_selftest and task.startswith("selftest.")):
             raise ServiceError(400, "user_input", f"task '{task}' is not available over HTTP; use one of "
                                f"{', '.join(sorted(VERBS))}")
-        refused = sorted(set(params) & {"save_task", "cases_csv", "output_dir", "adapters_dir", "device"})
+        refused = sorted(set(params) & {"save_task", "cases_csv"})  # output_dir, adapters_dir: set by the server
         if refused:
             raise ServiceError(400, "user_input", f"parameter(s) {', '.join(refused)} cannot be given over HTTP "
                                "(they name server folders or settings); pass training cases as 'cases' uploads")
         if task in VERBS:
-            from multimodalgen.verbs.registry import FILE_KINDS
+            from multimodalgen.verbs.registry import FILE_KINDS, file_values
 
             for p in VERBS[task].params:
-                if p.kind in FILE_KINDS and p.name in params and not _only_uploads(params[p.name]):
+                if p.kind in FILE_KINDS and p.name in params and not _only_uploads(file_values(p, params[p.name])):
                     raise ServiceError(400, "user_input", f"parameter '{p.name}' must name uploaded files "
                                        '({"upload": id}); upload the file with POST /uploads first')
         for name in ("adapter", "base_model", "encoder"):

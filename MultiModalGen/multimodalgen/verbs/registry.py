@@ -91,6 +91,15 @@ def _check_kind(verb: str, p: Param, value: Any) -> Any:
     return float(value) if p.kind == "float" else value
 
 
+def file_values(param: Param, value: Any) -> Any:
+    """The part of a file-kind parameter's value that holds files: all of it, except for `cases`, whose entries
+    hold files under "images" and "label" only (other keys, e.g. segment names, are plain data)."""
+    if param.kind == "cases" and isinstance(value, (list, tuple)):
+        return [{k: case[k] for k in ("images", "label") if k in case} if isinstance(case, dict) else case
+                for case in value]
+    return value
+
+
 def input_files(verb: Verb, params: dict[str, Any]) -> list[str]:
     """Every local input path among `params` (for the output policy)."""
     found: list[str] = []
@@ -107,7 +116,7 @@ def input_files(verb: Verb, params: dict[str, Any]) -> list[str]:
 
     for p in verb.params:
         if p.kind in FILE_KINDS and p.name in params:
-            walk(params[p.name])
+            walk(file_values(p, params[p.name]))
     return found
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from multimodalgen.errors import UserInputError
-from multimodalgen.verbs.registry import FILE_KINDS, get_verb, run_verb
+from multimodalgen.verbs.registry import FILE_KINDS, file_values, get_verb, run_verb
 from multimodalgen.verbs.result import Result, RunContext
 from multimodalgen.worker import protocol
 from multimodalgen.worker.tasks import TaskContext
@@ -40,7 +40,13 @@ def local_params(verb, params: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in params.items():
         p = verb.param(key)
-        out[key] = unwrap(key, value) if p is not None and p.kind in FILE_KINDS and value is not None else value
+        if p is None or p.kind not in FILE_KINDS or value is None:
+            out[key] = value
+        elif p.kind == "cases" and isinstance(value, list):
+            out[key] = [dict(case, **unwrap(key, file_values(p, [case])[0])) if isinstance(case, dict)
+                        else unwrap(key, case) for case in value]
+        else:
+            out[key] = unwrap(key, value)
     return out
 
 
