@@ -67,6 +67,9 @@ def inputs(tmp_path_factory):
     paths["task"] = folder / "blob.task"
     run_verb("fewshot", {"images": [str(paths["fixed"])], "modalities": ["T1"], "annotation": str(paths["painting"]),
                          "save_task": str(paths["task"])}, folder / "task_seg.nii.gz")
+    registered = run_verb("register", {"fixed": str(paths["fixed"]), "moving": str(paths["moving"]), "mode": "affine",
+                                       "overlay": False}, folder / "registered")
+    paths["transform"] = registered.outputs["transform"]
     with open(folder / "CASES.csv", "w") as handle:
         handle.write("T1,label\n")
         for n in range(2):

@@ -95,6 +95,10 @@ def cases(p):
                                 p["moving_labels"], "--fixed-labels", p["fixed_labels"], "--out-dir", str(d)],
                      ("register", {"fixed": p["fixed"], "moving": p["moving"], "moving_labels": p["moving_labels"],
                                    "fixed_labels": p["fixed_labels"]}, {"mode": "deformable", "preset": "fast"})),
+        "apply": ({"moving": p["moving_labels"], "transform": p["transform"], "reference": p["fixed"], "labels": True,
+                   "fill": 0.0},
+                  lambda d: ["apply", "--transform", p["transform"], "--moving", p["moving_labels"], "--reference",
+                             p["fixed"], "--labels", "--out", str(d / "warped.nii.gz")], None),
         "segment": ({"images": {"T1": p["fixed"]}},
                     lambda d: ["segment", "--image", f"T1={p['fixed']}", "--out", str(d / "segmentation.nii.gz")],
                     ("segment", {"T1": p["fixed"]}, {})),
@@ -113,10 +117,11 @@ def cases(p):
     }
 
 
-CASES = ["convert", "features", "register", "segment", "fewshot-painted", "fewshot-apply", "finetune"]
+CASES = ["convert", "features", "register", "apply", "segment", "fewshot-painted", "fewshot-apply", "finetune"]
 
 #: Doors a case does not have, and why (every other case goes through all four).
-NO_DOOR = {"fewshot-painted": {"batch": "a painting belongs to one interactive image; batch applies saved tasks"},
+NO_DOOR = {"apply": {"batch": "a batch registers (and so warps) each study; apply reuses one saved transform"},
+           "fewshot-painted": {"batch": "a painting belongs to one interactive image; batch applies saved tasks"},
            "fewshot-apply": {"server": "a saved task is a folder; uploads are single files"},
            "finetune": {"batch": "one adapter from all cases, not one per study"}}
 

@@ -182,3 +182,23 @@ def write_named_labels(volume: Volume, path: str | os.PathLike) -> dict[str, Pat
     if segments and not is_segmentation_path(str(path)):
         outputs["labels"] = write_json({"segments": list(segments)}, labels_sidecar(path))
     return outputs
+
+
+def copy_nifti_codes(reference: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Give NIfTI `path` the qform/sform codes of NIfTI `reference` (e.g. 2 = aligned, 4 = MNI) when both are NIfTI
+    and the grids agree; the file is rewritten atomically. Other formats have no such codes: nothing to do."""
+    names = (str(reference).lower(), str(path).lower())
+    if not all(n.endswith((".nii", ".nii.gz")) for n in names):
+        return
+    import nibabel as nib
+
+    ref = nib.load(str(reference)).header
+    image = nib.load(str(path))
+    codes = int(ref["qform_code"]), int(ref["sform_code"])
+    if codes == (int(image.header["qform_code"]), int(image.header["sform_code"])):
+        return
+    image = nib.Nifti1Image(np.asanyarray(image.dataobj), image.affine, image.header)
+    image.set_qform(image.affine, code=codes[0])
+    image.set_sform(image.affine, code=codes[1])
+    with atomic_path(path) as tmp:
+        nib.save(image, str(tmp))

@@ -39,6 +39,22 @@ def _read_inputs(fixed, moving, moving_labels, fixed_mask, moving_mask):
     return vols
 
 
+def provenance(uses_encoder: bool, **options) -> dict:
+    """What produced the outputs: package version, every option, the models used with their sha256."""
+    import multimodalgen
+    from multimodalgen.models.registry import DEFAULT_MODELS, shipped_models_dir
+
+    models = {}
+    config = shipped_models_dir() / DEFAULT_MODELS["encoder"] / "config.json"
+    if uses_encoder and config.is_file():
+        import json
+
+        data = json.loads(config.read_text(encoding="utf-8"))
+        models["encoder"] = {"name": data.get("name"), "sha256": data.get("sha256")}
+    return {"package": "multimodalgen", "version": multimodalgen.__version__, "options": options,
+            "models": models}
+
+
 def register_files(fixed, moving, out, *, ctx: RunContext | None = None, moving_labels=None, fixed_labels=None,
                    fixed_mask=None, moving_mask=None, mode: str | None = None, preset: str | None = None,
                    init: str | None = None, overlay: bool = True, resample: bool = True,
@@ -65,9 +81,10 @@ def register_files(fixed, moving, out, *, ctx: RunContext | None = None, moving_
     import numpy as np
 
     from multimodalgen.io import write_json, write_label, write_volume
+    from multimodalgen.io.writers import copy_nifti_codes
     from multimodalgen.registration.engine import register_volumes
     from multimodalgen.registration.export import (displacement_volume, jacobian_determinant, warp_volume,
-                                                   write_transform)
+                                                   write_inverse_transform, write_transform)
 
     ctx = ctx or RunContext()
     progress = ctx.progress
@@ -85,6 +102,9 @@ def register_files(fixed, moving, out, *, ctx: RunContext | None = None, moving_
                                                ("fixed_labels", fixed_labels), ("fixed_mask", fixed_mask),
                                                ("moving_mask", moving_mask)) if v}
     report["timings_s"]["read"] = round(t_read, 3)
+    report["provenance"] = provenance(report.get("features", {}).get("kind") == "mind+encoder", mode=mode, preset=preset, init=init, diffeomorphic=diffeomorphic,
+                                      inverse_consistent=inverse_consistent, overlay=overlay, resample=resample,
+                                      device=str(ctx.torch_device()))
     t0 = time.perf_counter()
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -96,6 +116,7 @@ def register_files(fixed, moving, out, *, ctx: RunContext | None = None, moving_
 
         total = dense - grid_world_coordinates(result.fixed_shape, grid) if result.displacement is not None else None
         write_transform(result, tmp / "transform.h5")
+        write_inverse_transform(result, tmp / "inverse_transform.h5")
         if total is not None:
             write_volume(displacement_volume(result, total), tmp / "displacement.nii.gz")
             det = jacobian_determinant(total, grid)
@@ -108,11 +129,13 @@ def register_files(fixed, moving, out, *, ctx: RunContext | None = None, moving_
         warped = warp_volume(result, vols["moving"], "linear", dense)
         if resample:
             write_volume(warped, tmp / "warped.nii.gz")
+            copy_nifti_codes(fixed, tmp / "warped.nii.gz")  # the fixed image's qform/sform codes
         if vols["moving_labels"] is not None:
             warped_labels = warp_volume(result, vols["moving_labels"], "nearest", dense)
             if moving_segments:
                 warped_labels.metadata["segments"] = list(moving_segments)
             write_label(warped_labels, tmp / "warped_labels.nii.gz")
+            copy_nifti_codes(fixed, tmp / "warped_labels.nii.gz")
             if fixed_labels is not None:
                 from multimodalgen.dice import dice_scores
                 from multimodalgen.io import read_label

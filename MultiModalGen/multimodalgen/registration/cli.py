@@ -32,6 +32,27 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out-dir", required=True, help="output folder")
     p.set_defaults(handler=run)
 
+    a = subparsers.add_parser(
+        "apply", help="resample an image (or labels) through a saved transform onto a reference grid",
+        description="Apply TRANSFORM (e.g. transform.h5 from `register`: reference/fixed -> moving points) to MOVING "
+                    "on the grid of REFERENCE: reproduces warped.nii.gz, or warps other images of the same patient.")
+    a.add_argument("--transform", required=True, help="ITK transform file (.h5, .tfm)")
+    a.add_argument("--moving", required=True, help="image (or label map with --labels) to resample")
+    a.add_argument("--reference", required=True, help="image whose grid the output takes (the fixed image)")
+    a.add_argument("--out", required=True, help="output image (.nii.gz, .nrrd, .mha, .seg.nrrd)")
+    a.add_argument("--labels", action="store_true", help="label map: nearest neighbour, values kept")
+    a.add_argument("--fill", type=float, default=0.0, help="value outside the moving image (default 0)")
+    a.add_argument("--inverse", action="store_true", help="apply the inverse of the transform")
+    a.set_defaults(handler=run_apply)
+
+
+def run_apply(args, ctx) -> int:
+    from multimodalgen.cli.output import run_verb_and_print
+
+    params = {"moving": args.moving, "transform": args.transform, "reference": args.reference,
+              "labels": args.labels, "fill": args.fill, "inverse": args.inverse}
+    return run_verb_and_print(args, ctx, "apply", params, args.out, lambda r: f"wrote {args.out}")
+
 
 def _keep_freed_memory() -> None:
     """Ask glibc's malloc to keep freed memory (up to its 32 MB mmap ceiling) instead of returning it to the OS.

@@ -114,6 +114,19 @@ def write_transform(result: RegistrationResult, path: str | Path) -> Path:
     return Path(path)
 
 
+def write_inverse_transform(result: RegistrationResult, path: str | Path) -> Path:
+    """Write T^-1 (moving LPS points -> fixed LPS points) atomically: the inverse affine, then the displacement
+    field inverted by ITK's fixed-point iteration on the field's grid."""
+    import SimpleITK as sitk
+
+    from multimodalgen.io.writers import atomic_path
+    from multimodalgen.registration.apply import invert_transform
+
+    with atomic_path(path) as tmp:
+        sitk.WriteTransform(invert_transform(to_sitk_transform(result)), str(tmp))
+    return Path(path)
+
+
 def displacement_volume(result: RegistrationResult, total_disp: np.ndarray | None = None) -> Volume:
     """T(x) - x on the fixed grid as a `(3, I, J, K)` float32 Volume with LPS mm components (ITK convention)."""
     disp = result.total_displacement() if total_disp is None else total_disp

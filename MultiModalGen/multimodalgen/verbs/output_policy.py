@@ -12,8 +12,8 @@ from pathlib import Path
 from multimodalgen.errors import UserInputError
 
 #: Files a folder-output verb writes into its folder (besides these, `finetune` owns its whole folder).
-REGISTER_OUTPUTS = ("transform.h5", "displacement.nii.gz", "warped.nii.gz", "warped_labels.nii.gz", "report.json",
-                    "overlay.png")
+REGISTER_OUTPUTS = ("transform.h5", "inverse_transform.h5", "displacement.nii.gz", "warped.nii.gz",
+                    "warped_labels.nii.gz", "report.json", "overlay.png")
 
 
 def planned_outputs(verb, out: Path, params: dict) -> list[Path]:

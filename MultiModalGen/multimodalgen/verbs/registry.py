@@ -137,6 +137,10 @@ VERBS: dict[str, Verb] = {v.name: v for v in (
         _p("init"), _p("diffeomorphic", "bool"), _p("inverse_consistent", "bool"), _p("overlay", "bool"),
         _p("resample", "bool"), _p("moving_segments", "json")),
         "register moving to fixed: transform.h5, displacement.nii.gz, warped*.nii.gz, report.json"),
+    Verb("apply", "multimodalgen.registration.apply:apply_file", "file", "warped.nii.gz", (
+        _p("moving", "file", True), _p("transform", "file", True), _p("reference", "file", True),
+        _p("labels", "bool"), _p("fill", "float"), _p("inverse", "bool")),
+        "resample an image or labels through a saved transform onto a reference grid"),
     Verb("segment", "multimodalgen.personalized.driver:segment_files", "file", "segmentation.nii.gz", (
         _p("images", "file_map", True), _p("adapter"), _p("base_model"), _p("probabilities", "bool"),
         _p("ttp_steps", "int"), _p("resample", "bool"), _p("reference_label", "file")),
