@@ -144,6 +144,13 @@ def grid_world_coordinates(shape: tuple[int, int, int], affine: np.ndarray) -> n
     return np.einsum("ab,bijk->aijk", affine[:3, :3], idx) + affine[:3, 3, None, None, None]
 
 
+def other_grid_error(message: str, reference: Volume, volume: Volume, fix: str) -> UserInputError:
+    """The one-line error for a volume that is not on the reference grid (expected/got: shape and spacing)."""
+    return UserInputError(message, expected=f"shape {reference.shape3d}, spacing "
+                          f"{np.round(reference.spacing, 4).tolist()} mm",
+                          got=f"shape {volume.shape3d}, spacing {np.round(volume.spacing, 4).tolist()} mm", fix=fix)
+
+
 def same_grid(a: Volume | tuple, b: Volume | tuple, tolerance: float = GRID_TOLERANCE) -> bool:
     """True when two grids (Volumes or `(shape, affine)` pairs) have the same shape and affine within tolerance."""
     shape_a, aff_a = (a.shape3d, a.affine) if isinstance(a, Volume) else (tuple(a[0]), np.asarray(a[1]))

@@ -62,11 +62,9 @@ class AdapterConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AdapterConfig":
-        data = dict(data)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown AdapterConfig keys {sorted(unknown)}; known: {sorted(known)}")
+        from multimodalgen.config_dict import checked_fields
+
+        data = checked_fields(cls, data, "AdapterConfig")
         for key in ("ranks", "target_modules", "exclude_modules"):
             if key in data:
                 data[key] = tuple(data[key])

@@ -76,11 +76,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        data = dict(data)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown pretraining config keys {sorted(unknown)}; known: {sorted(names)}")
+        from multimodalgen.config_dict import checked_fields
+
+        data = checked_fields(cls, data, "pretraining config")
         engine = EngineConfig.from_dict(data.pop("engine", {}))
         network = UNetConfig.from_dict(data.pop("network", {}))
         return cls(engine=engine, network=network, **data)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from multimodalgen.errors import UserInputError
-from multimodalgen.volume import Volume, check_finite, check_not_constant, same_grid
+from multimodalgen.volume import Volume, check_finite, check_not_constant, other_grid_error, same_grid
 
 
 def as_channel_list(images) -> list[Volume]:
@@ -39,12 +39,9 @@ def align_channels(images: list[Volume], resample: bool, notes: list[str]) -> li
             out.append(v)
             continue
         if not resample:
-            raise UserInputError(f"image channel {n + 1} is on another grid than channel 1",
-                                 expected=f"shape {reference.shape3d}, spacing "
-                                          f"{np.round(reference.spacing, 4).tolist()} mm",
-                                 got=f"shape {v.shape3d}, spacing {np.round(v.spacing, 4).tolist()} mm",
-                                 fix="register/resample the channels onto one grid first, or pass resample=True "
-                                     "(--resample) to resample them onto channel 1's grid")
+            raise other_grid_error(f"image channel {n + 1} is on another grid than channel 1", reference, v,
+                                   "register/resample the channels onto one grid first, or pass resample=True "
+                                   "(--resample) to resample them onto channel 1's grid")
         out.append(resample_like(v, reference, "linear"))
         notes.append(f"image channel {n + 1} was resampled (linear) onto channel 1's grid")
     for n, v in enumerate(out):

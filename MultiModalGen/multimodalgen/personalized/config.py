@@ -89,11 +89,9 @@ class PersonalizedConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PersonalizedConfig":
-        data = dict(data)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown PersonalizedConfig keys {sorted(unknown)}")
+        from multimodalgen.config_dict import checked_fields
+
+        data = checked_fields(cls, data, "PersonalizedConfig")
         if "encoder" in data:
             data["encoder"] = UNetConfig.from_dict(data["encoder"])
         data.setdefault("encoder_norm", "running")  # configs written before the field existed (personalized-v1)

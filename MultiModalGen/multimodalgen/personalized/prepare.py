@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from multimodalgen.errors import UserInputError
 from multimodalgen.intensity import normalize
-from multimodalgen.volume import Volume, same_grid
+from multimodalgen.volume import Volume, other_grid_error, same_grid
 
 
 def check_modalities(names, known: tuple[str, ...]) -> None:
@@ -50,12 +50,9 @@ def stack_images(images: dict[str, Volume], modalities: tuple[str, ...], resampl
                                  got=f"shape {vol.array.shape}", fix="give one channel per modality")
         if not same_grid(vol, reference):
             if not resample:
-                raise UserInputError(f"{what} {name} is not on the grid of {order[0]}",
-                                     expected=f"shape {reference.shape3d}, spacing "
-                                              f"{np.round(reference.spacing, 3).tolist()} mm",
-                                     got=f"shape {vol.shape3d}, spacing {np.round(vol.spacing, 3).tolist()} mm",
-                                     fix="register the images first (`multimodalgen register`), or pass "
-                                         "--resample if they are already aligned in world space")
+                raise other_grid_error(f"{what} {name} is not on the grid of {order[0]}", reference, vol,
+                                       "register the images first (`multimodalgen register`), or pass "
+                                       "--resample if they are already aligned in world space")
             from multimodalgen.resample import resample_like
 
             vol = resample_like(vol, reference, order="linear")
