@@ -7,29 +7,29 @@ import json
 import pytest
 import torch
 
-from multimodalgen.encoder.train import TrainConfig, learning_rate, load_checkpoint, pretrain
+from multimodalgen.encoder.train import PretrainConfig, learning_rate, load_checkpoint, pretrain
 from multimodalgen.synthesis.config import EngineConfig
 
 NET = {"widths": [4, 8, 8, 16, 16]}
 
 
-def _cfg(**kw) -> TrainConfig:
+def _cfg(**kw) -> PretrainConfig:
     base = {"engine": {"shape": [16, 16, 16], "n_views": 2}, "network": NET, "steps": 6, "n_voxels": 32,
             "proj_dim": 16, "warmup_steps": 1, "checkpoint_every": 2, "snapshot_every": 4, "log_every": 1,
             "lr": 3e-3}
     base.update(kw)
-    return TrainConfig.from_dict(base)
+    return PretrainConfig.from_dict(base)
 
 
 def test_config_json_roundtrip(tmp_path):
     cfg = _cfg()
     path = tmp_path / "c.json"
     path.write_text(json.dumps(cfg.to_dict()))
-    assert TrainConfig.from_json(path) == cfg
+    assert PretrainConfig.from_json(path) == cfg
     with pytest.raises(ValueError):
-        TrainConfig.from_dict({"nonsense": 1})
+        PretrainConfig.from_dict({"nonsense": 1})
     with pytest.raises(ValueError):
-        TrainConfig(engine=EngineConfig(shape=(24, 24, 24)))  # not a multiple of 16
+        PretrainConfig(engine=EngineConfig(shape=(24, 24, 24)))  # not a multiple of 16
 
 
 def test_lr_schedule():
@@ -133,12 +133,12 @@ def test_role_weight_and_init_from(tmp_path):
 
 def test_resume_accepts_a_checkpoint_written_before_newer_config_fields(tmp_path):
     """Checkpoints from before `amp` existed resume with the same config (defaults fill the missing field)."""
-    cfg = TrainConfig.from_dict({"engine": {"shape": [16, 16, 16]}, "network": {"widths": [4, 8, 8, 16, 16]},
+    cfg = PretrainConfig.from_dict({"engine": {"shape": [16, 16, 16]}, "network": {"widths": [4, 8, 8, 16, 16]},
                                  "steps": 3, "n_voxels": 16, "proj_dim": 8, "warmup_steps": 1, "amp": True})
     out = tmp_path / "run"
     pretrain(cfg, out, torch.device("cpu"), max_steps=1)          # amp is ignored on CPU
     state = torch.load(out / "last.pt", weights_only=True)
     del state["config"]["amp"]
     torch.save(state, out / "last.pt")
-    old_style = TrainConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "amp"})
+    old_style = PretrainConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "amp"})
     assert pretrain(old_style, out, torch.device("cpu"), resume=True)["step"] == 3

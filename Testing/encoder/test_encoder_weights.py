@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from multimodalgen.encoder.train import TrainConfig, pretrain
+from multimodalgen.encoder.train import PretrainConfig, pretrain
 from multimodalgen.encoder.weights import encoder_dir, export_weights, load_encoder, sha256_file
 
 
 def test_export_and_load_roundtrip(tmp_path):
-    cfg = TrainConfig.from_dict({"engine": {"shape": [16, 16, 16]}, "network": {"widths": [4, 8, 8, 16, 16]},
+    cfg = PretrainConfig.from_dict({"engine": {"shape": [16, 16, 16]}, "network": {"widths": [4, 8, 8, 16, 16]},
                                  "steps": 1, "n_voxels": 16, "proj_dim": 8, "warmup_steps": 1})
     pretrain(cfg, tmp_path / "run", torch.device("cpu"))
     info = export_weights(tmp_path / "run" / "last.pt", tmp_path / "enc", name="enc-test",
@@ -80,7 +80,7 @@ def test_cli_features_and_pretrain(tmp_path):
 
 
 def _tiny_run(tmp_path, name, init_from="", steps=1, seed=0):
-    cfg = TrainConfig.from_dict({"engine": {"shape": [16, 16, 16]}, "network": {"widths": [4, 8, 8, 16, 16]},
+    cfg = PretrainConfig.from_dict({"engine": {"shape": [16, 16, 16]}, "network": {"widths": [4, 8, 8, 16, 16]},
                                  "steps": steps, "n_voxels": 16, "proj_dim": 8, "warmup_steps": 1,
                                  "init_from": init_from, "seed": seed})
     pretrain(cfg, tmp_path / name, torch.device("cpu"))
@@ -97,8 +97,8 @@ def test_staged_export_records_every_stage_and_replayable_configs(tmp_path):
     assert info["step"] == 3 and info["steps_planned"] == 3 and info["version"] == "3.0"
     assert [r["steps_reached"] for r in info["training_stages"]] == [2, 1]
     assert info["device_trained"] == "stage 1: cpu; stage 2: gpu"
-    stage1 = TrainConfig.from_json(folder / "pretrain_stage1.json")
-    stage2 = TrainConfig.from_json(folder / "pretrain_stage2.json")
+    stage1 = PretrainConfig.from_json(folder / "pretrain_stage1.json")
+    stage2 = PretrainConfig.from_json(folder / "pretrain_stage2.json")
     assert stage1.init_from == "" and stage2.init_from == "stage1/last.pt" and stage2.seed == 1
     card = (folder / "MODEL_CARD.md").read_text()
     assert "pretrain_stage2.json --out stage2 --max-steps 1" in card and "| 1 | `pretrain_stage1.json` | 2 / 2 |" in card
@@ -114,7 +114,7 @@ def test_every_shipped_encoder_matches_its_sha256(name):
     assert config["name"] == name
     assert sha256_file(folder / config["weights"]) == config["sha256"]
     for stage in config.get("training_stages", []):
-        TrainConfig.from_json(folder / stage["config_file"])   # every recorded stage config is loadable
+        PretrainConfig.from_json(folder / stage["config_file"])   # every recorded stage config is loadable
 
 
 def test_pickled_weights_convert_to_the_one_artifact_format_with_the_same_outputs(tmp_path):

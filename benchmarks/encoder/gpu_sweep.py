@@ -14,7 +14,7 @@ parallel cost about the time of one. Three phases, all inside `--budget-s` secon
    small enough to fetch; loadable as `init_from` and by `benchmarks/encoder/run_benchmark.py --checkpoint`) and
    `$OUT/<config>_log.jsonl` (the run's training log).
 
-Configs are ordinary pretraining configs (`multimodalgen.encoder.train.TrainConfig` JSON; `init_from` paths are
+Configs are ordinary pretraining configs (`multimodalgen.encoder.train.PretrainConfig` JSON; `init_from` paths are
 relative to the repository root). Evaluate the results on the CPU machine with `run_benchmark.py --checkpoint`.
 encoder-v2's third stage is `configs/gpu_sweep_2026-11-26/gpu1_C_run4_id.json` from such a sweep (see README.md).
 """

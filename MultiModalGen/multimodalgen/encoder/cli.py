@@ -29,7 +29,7 @@ def run_pretrain(args, ctx) -> int:
     import json
 
     from multimodalgen.cli.output import print_result
-    from multimodalgen.encoder.train import TrainConfig, pretrain
+    from multimodalgen.encoder.train import PretrainConfig, pretrain
     from multimodalgen.errors import UserInputError
 
     path = Path(args.config)
@@ -37,10 +37,10 @@ def run_pretrain(args, ctx) -> int:
         raise UserInputError("pretraining config not found", expected="a JSON file", got=str(path),
                              fix="pass e.g. MultiModalGen/Resources/Models/encoder-v1/pretrain_config.json")
     try:
-        cfg = TrainConfig.from_json(path)
+        cfg = PretrainConfig.from_json(path)
     except (ValueError, TypeError) as exc:
         raise UserInputError(f"invalid pretraining config {path}: {exc}",
-                             fix="see multimodalgen.encoder.train.TrainConfig for the fields") from exc
+                             fix="see multimodalgen.encoder.train.PretrainConfig for the fields") from exc
     try:
         result = pretrain(cfg, args.out, ctx.device, resume=args.resume, max_steps=args.max_steps,
                           progress=ctx.progress,

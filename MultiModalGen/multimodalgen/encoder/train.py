@@ -33,7 +33,7 @@ CHECKPOINT_FORMAT = 1
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class PretrainConfig:
     """Pretraining run configuration (a JSON file; unknown keys are errors)."""
 
     engine: EngineConfig = dataclasses.field(default_factory=EngineConfig)
@@ -75,7 +75,7 @@ class TrainConfig:
         return json.loads(json.dumps(out))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> "PretrainConfig":
         from multimodalgen.config_dict import checked_fields
 
         data = checked_fields(cls, data, "pretraining config")
@@ -84,7 +84,7 @@ class TrainConfig:
         return cls(engine=engine, network=network, **data)
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "TrainConfig":
+    def from_json(cls, path: str | Path) -> "PretrainConfig":
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
@@ -104,7 +104,7 @@ def role_loss(classifier: torch.nn.Module, features: torch.Tensor, roles: torch.
     return torch.nn.functional.cross_entropy(logits, roles, weight=weight, ignore_index=-1)
 
 
-def learning_rate(cfg: TrainConfig, step: int) -> float:
+def learning_rate(cfg: PretrainConfig, step: int) -> float:
     """Linear warm-up then cosine decay to `lr * min_lr_fraction` at `steps`."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -112,7 +112,7 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (cfg.min_lr_fraction + (1 - cfg.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def build(cfg: TrainConfig, device: torch.device) -> tuple[UNet3D, torch.nn.ModuleList, torch.optim.Optimizer]:
+def build(cfg: PretrainConfig, device: torch.device) -> tuple[UNet3D, torch.nn.ModuleList, torch.optim.Optimizer]:
     """Network, training heads and optimiser for `cfg` (deterministic initialisation from `cfg.seed`).
 
     The heads are one projection head per level, plus (with `role_weight > 0`) a last entry: a linear 1x1x1
@@ -130,7 +130,7 @@ def build(cfg: TrainConfig, device: torch.device) -> tuple[UNet3D, torch.nn.Modu
 
 def initial_weights(source: str | Path, device: torch.device) -> dict[str, torch.Tensor]:
     """Float32 network state dict from a training checkpoint (`*.pt` with a "model" entry) or a shipped encoder
-    folder (a model artifact of kind "encoder", sha256 verified), for `TrainConfig.init_from`."""
+    folder (a model artifact of kind "encoder", sha256 verified), for `PretrainConfig.init_from`."""
     path = Path(source)
     if path.is_dir():
         from multimodalgen.models.artifact import read_artifact
@@ -144,7 +144,7 @@ def initial_weights(source: str | Path, device: torch.device) -> dict[str, torch
     return {k: v.float() for k, v in state["model"].items()}
 
 
-def save_checkpoint(path: Path, cfg: TrainConfig, step: int, model: UNet3D, heads: torch.nn.Module,
+def save_checkpoint(path: Path, cfg: PretrainConfig, step: int, model: UNet3D, heads: torch.nn.Module,
                     opt: torch.optim.Optimizer) -> None:
     """Atomically write a full checkpoint (tensors + plain types only; loadable with weights_only=True)."""
     state = {"format": CHECKPOINT_FORMAT, "engine_version": ENGINE_VERSION, "step": step,
@@ -161,7 +161,7 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     return torch.load(path, map_location=device, weights_only=True)
 
 
-def train_step(cfg: TrainConfig, step: int, model: UNet3D, heads: torch.nn.ModuleList,
+def train_step(cfg: PretrainConfig, step: int, model: UNet3D, heads: torch.nn.ModuleList,
                opt: torch.optim.Optimizer, device: torch.device) -> dict[str, Any]:
     """One optimisation step (data for `step` is a pure function of cfg.seed and step). Returns log values."""
     t0 = time.perf_counter()
@@ -200,7 +200,7 @@ def train_step(cfg: TrainConfig, step: int, model: UNet3D, heads: torch.nn.Modul
             "samples_per_sec": round(b / dt, 3), "n_labels": int(labels.max()) + 1, "role": role_value}
 
 
-def pretrain(cfg: TrainConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
+def pretrain(cfg: PretrainConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
              max_steps: int | None = None, log: Callable[[dict[str, Any]], None] | None = None,
              progress=None) -> dict[str, Any]:
     """Run (or resume) pretraining into `out_dir` until `cfg.steps` (or `max_steps` more steps in this call).
@@ -219,7 +219,7 @@ def pretrain(cfg: TrainConfig, out_dir: str | Path, device: torch.device, resume
         model.load_state_dict(initial_weights(cfg.init_from, device))
     if resume and last.exists():
         state = load_checkpoint(last, device)
-        if TrainConfig.from_dict(state["config"]).to_dict() != cfg.to_dict():   # defaults of newer fields filled
+        if PretrainConfig.from_dict(state["config"]).to_dict() != cfg.to_dict():   # defaults of newer fields filled
             raise ValueError(f"{last} was written with a different config; use the same --config or a new --out")
         model.load_state_dict(state["model"])
         heads.load_state_dict(state["heads"])
@@ -256,7 +256,7 @@ def pretrain(cfg: TrainConfig, out_dir: str | Path, device: torch.device, resume
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Contrastive pretraining of the MultiModalGen encoder.")
-    parser.add_argument("--config", required=True, help="pretraining config JSON (TrainConfig fields)")
+    parser.add_argument("--config", required=True, help="pretraining config JSON (PretrainConfig fields)")
     parser.add_argument("--out", required=True, help="output folder for checkpoints and logs")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda (auto: CUDA when present)")
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = TrainConfig.from_json(args.config)
+    cfg = PretrainConfig.from_json(args.config)
     from multimodalgen.device import resolve_device
 
     device = resolve_device(args.device)

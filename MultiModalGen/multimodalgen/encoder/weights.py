@@ -68,10 +68,10 @@ def export_weights(checkpoint: str | Path, out_dir: str | Path, name: str = DEFA
     rewritten to `stage<N-1>/last.pt`, so `multimodalgen pretrain --config pretrain_stage<N>.json --out stage<N>`
     in order replays the whole lineage (see `stage_records`).
     """
-    from multimodalgen.encoder.train import TrainConfig
+    from multimodalgen.encoder.train import PretrainConfig
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    cfg = TrainConfig.from_dict(state["config"])
+    cfg = PretrainConfig.from_dict(state["config"])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records, stage_cfgs = stage_records(stages, out) if stages else (None, None)
@@ -110,13 +110,13 @@ def export_weights(checkpoint: str | Path, out_dir: str | Path, name: str = DEFA
 def stage_records(stages: list[dict[str, Any]], out: Path) -> tuple[list[dict[str, Any]], list[Any]]:
     """Write `pretrain_stage<N>.json` for each stage (see `export_weights`) and return one record per stage
     (config file, steps reached / planned, engine version, device, what it was initialised from) and the
-    written `TrainConfig` of each stage."""
-    from multimodalgen.encoder.train import TrainConfig
+    written `PretrainConfig` of each stage."""
+    from multimodalgen.encoder.train import PretrainConfig
 
     records, configs = [], []
     for i, stage in enumerate(stages, start=1):
         state = torch.load(stage["checkpoint"], map_location="cpu", weights_only=True)
-        cfg = TrainConfig.from_dict(state["config"])
+        cfg = PretrainConfig.from_dict(state["config"])
         if i > 1 and not cfg.init_from:
             raise ValueError(f"stage {i} ({stage['checkpoint']}) has no init_from: it does not continue stage {i - 1}")
         cfg = dataclasses.replace(cfg, init_from=f"stage{i - 1}/last.pt" if i > 1 else "")
