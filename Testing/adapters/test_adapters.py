@@ -180,3 +180,15 @@ def test_user_adapters_listed(tmp_path, monkeypatch):
     save_adapter(tmp_path / "site-a", {"x.lora_a.weight": torch.zeros(2, 2)}, _meta())
     entries = [e for e in list_models(models_dir=tmp_path / "none") if e.kind == "adapter"]
     assert [e.name for e in entries] == ["site-a"] and entries[0].version == "1"
+
+
+def test_adapter_weights_are_checked_against_their_sha256(tmp_path):
+    """Adapters are model artifacts too: format, weights and sha256 in adapter_config.json, verified on load."""
+    save_adapter(tmp_path / "a", {"x.lora_a.weight": torch.zeros(2, 2)}, _meta())
+    config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    assert config["format"] == "safetensors" and config["weights"] == "adapter.safetensors"
+    assert len(config["sha256"]) == 64
+    with open(tmp_path / "a" / "adapter.safetensors", "ab") as handle:
+        handle.write(b"0")
+    with pytest.raises(UserInputError, match="sha256"):
+        load_adapter(tmp_path / "a")

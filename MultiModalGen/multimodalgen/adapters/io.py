@@ -2,8 +2,10 @@
 
 adapter_config.json keys:
     name, kind ("adapter"), version (of this adapter), description   -- what `multimodalgen models list` shows
-    format (int), adapter (AdapterConfig dict), base_model {name, version, sha256}, labels {"0": "background",
-    "1": ...}, modalities [..], n_parameters, training {...} (free-form: command, steps, metrics, time)
+    format ("safetensors"), weights, sha256 (of the weights, verified on load) -- the one model-artifact format
+    (`multimodalgen.models.artifact`) under the adapter's historical file names; format_version (int), adapter
+    (AdapterConfig dict), base_model {name, version, sha256}, labels {"0": "background", "1": ...},
+    modalities [..], n_parameters, training {...} (free-form: command, steps, metrics, time)
 
 Loading refuses an adapter made for another base model (name, version or sha256) or another label set, with both
 sides named in the message. User adapters live in `multimodalgen.models.registry.user_adapters_dir()`.
@@ -54,7 +56,7 @@ class AdapterMeta:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": "adapter", "version": self.version, "description": self.description,
-                "format": FORMAT, "adapter": self.adapter.to_dict(), "base_model": dataclasses.asdict(self.base_model),
+                "format_version": FORMAT, "adapter": self.adapter.to_dict(), "base_model": dataclasses.asdict(self.base_model),
                 "labels": {str(k): v for k, v in sorted(self.labels.items())}, "modalities": list(self.modalities),
                 "n_parameters": self.n_parameters, "training": self.training}
 
@@ -74,7 +76,6 @@ def save_adapter(folder: str | Path, state: dict[str, torch.Tensor], meta: Adapt
 
     `dtype` (e.g. torch.float16) casts floating tensors to shrink the file. Returns the folder.
     """
-    from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -82,11 +83,11 @@ def save_adapter(folder: str | Path, state: dict[str, torch.Tensor], meta: Adapt
                for k, v in state.items()}
     if not meta.n_parameters:
         meta.n_parameters = int(sum(v.numel() for v in tensors.values()))
-    from multimodalgen.io.writers import atomic_path, write_json
 
-    with atomic_path(folder / WEIGHTS_NAME) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": str(FORMAT), "base_model": meta.base_model.name})
-    write_json(meta.to_dict(), folder / CONFIG_NAME)
+    from multimodalgen.models.artifact import write_artifact
+
+    write_artifact(folder, meta.to_dict(), tensors, config_name=CONFIG_NAME, weights_name=WEIGHTS_NAME,
+                   metadata={"format_version": str(FORMAT), "base_model": meta.base_model.name})
     return folder
 
 
@@ -99,9 +100,9 @@ def read_adapter_meta(folder: str | Path) -> AdapterMeta:
                              got="no " + CONFIG_NAME, fix="pass the folder written by `multimodalgen finetune`")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if int(data.get("format", 0)) > FORMAT:
-            raise UserInputError(f"adapter {folder} has format {data.get('format')}, newer than this version "
-                                 f"reads ({FORMAT})", fix="update multimodalgen")
+        if int(data.get("format_version", 0)) > FORMAT:
+            raise UserInputError(f"adapter {folder} has format version {data.get('format_version')}, newer than "
+                                 f"this version reads ({FORMAT})", fix="update multimodalgen")
         return AdapterMeta.from_dict(data)
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
         if isinstance(exc, UserInputError):
@@ -133,20 +134,13 @@ def _labels(labels: dict[int, str]) -> str:
 def load_adapter(folder: str | Path, base: BaseModelRef | None = None, labels: dict[int, str] | None = None
                  ) -> tuple[AdapterMeta, dict[str, torch.Tensor]]:
     """Read an adapter folder: `(meta, tensors as float32 CPU)`, after `check_compatible`."""
-    from safetensors.torch import load_file
 
     folder = Path(folder)
     meta = read_adapter_meta(folder)
     check_compatible(meta, base, labels)
-    path = folder / WEIGHTS_NAME
-    if not path.is_file():
-        raise UserInputError(f"adapter {folder} has no weights", expected=WEIGHTS_NAME, got="missing file",
-                             fix="re-create the adapter with `multimodalgen finetune`")
-    try:
-        state = load_file(str(path), device="cpu")
-    except Exception as exc:  # safetensors raises its own error types for corrupt files
-        raise UserInputError(f"adapter weights {path} cannot be read ({exc})",
-                             fix="re-create the adapter with `multimodalgen finetune`") from None
+    from multimodalgen.models.artifact import read_artifact
+
+    state = read_artifact(folder, "adapter", CONFIG_NAME)[1]  # sha256 verified
     return meta, {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
 
 

@@ -27,11 +27,12 @@ REQUIRED = ("kind", "format", "weights", "sha256")
 
 
 def write_artifact(folder: str | Path, config: dict[str, Any], tensors: dict, *, labels=None,
-                   provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+                   provenance: dict[str, Any] | None = None, config_name: str = "config.json",
+                   weights_name: str = WEIGHTS, metadata: dict[str, str] | None = None) -> dict[str, Any]:
     """Write `tensors` (name -> torch tensor, saved as given) and config.json into `folder`; returns the config.
 
     `config` must hold `kind`; `format`, `weights` and `sha256` are set here; `labels` (LabelDefinitions) and
-    `provenance` are added when given.
+    `provenance` are added when given. Adapters keep their historical file names (`config_name`, `weights_name`).
     """
     from safetensors.torch import save_file
 
@@ -42,24 +43,24 @@ def write_artifact(folder: str | Path, config: dict[str, Any], tensors: dict, *,
         raise ValueError("a model artifact needs a kind")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / WEIGHTS) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-    out = dict(config, format=FORMAT, weights=WEIGHTS, sha256=sha256_file(folder / WEIGHTS))
+    with atomic_path(folder / weights_name) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    out = dict(config, format=FORMAT, weights=weights_name, sha256=sha256_file(folder / weights_name))
     if labels is not None:
         out["labels"] = labels_to_json(list(labels))
     if provenance is not None:
         out["provenance"] = dict(provenance)
-    write_json(out, folder / "config.json")
+    write_json(out, folder / config_name)
     return out
 
 
-def read_config(folder: str | Path, kind: str) -> dict[str, Any]:
-    """config.json of artifact `folder`, checked to be of `kind` and in the one format."""
+def read_config(folder: str | Path, kind: str, config_name: str = "config.json") -> dict[str, Any]:
+    """The config (config.json) of artifact `folder`, checked to be of `kind` and in the one format."""
     folder = Path(folder)
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        config = json.loads((folder / config_name).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise UserInputError(f"cannot read the model config {folder / 'config.json'}", got=str(exc)[:80],
+        raise UserInputError(f"cannot read the model config {folder / config_name}", got=str(exc)[:80],
                              fix="reinstall the extension or re-export the model") from None
     missing = [k for k in REQUIRED if k not in config]
     if config.get("kind") != kind or missing or config.get("format") != FORMAT:
@@ -71,12 +72,12 @@ def read_config(folder: str | Path, kind: str) -> dict[str, Any]:
     return config
 
 
-def read_artifact(folder: str | Path, kind: str) -> tuple[dict[str, Any], dict]:
+def read_artifact(folder: str | Path, kind: str, config_name: str = "config.json") -> tuple[dict[str, Any], dict]:
     """(config, tensors) of artifact `folder`; the weights' sha256 is verified before they are read."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
-    config = read_config(folder, kind)
+    config = read_config(folder, kind, config_name)
     weights = folder / config["weights"]
     if Path(config["weights"]).name != config["weights"] or not weights.is_file():
         raise UserInputError(f"model weights missing in {folder}", expected=config["weights"],
@@ -85,7 +86,11 @@ def read_artifact(folder: str | Path, kind: str) -> tuple[dict[str, Any], dict]:
     if digest != config["sha256"]:
         raise UserInputError(f"{kind} weights in {folder} do not match their sha256 (corrupt or replaced file)",
                              expected=str(config["sha256"]), got=digest, fix="reinstall or re-export the model")
-    return config, load_file(str(weights))
+    try:
+        return config, load_file(str(weights))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own kinds for a damaged file
+        raise UserInputError(f"{kind} weights {weights} cannot be read ({type(exc).__name__})",
+                             fix="reinstall or re-export the model") from None
 
 
 def convert_pickled(folder: str | Path, old_name: str = "encoder.pt") -> dict[str, Any]:
