@@ -87,3 +87,11 @@ def test_nothing_is_left_after_the_server_stops(tmp_path):
         server.proc.terminate()
         server.proc.wait(timeout=20)
     assert [p for p in server.workdir.rglob("*") if p.is_file()] == []
+
+
+def test_the_token_can_come_from_a_file(tmp_path):
+    from multimodalgen.server.config import token_from
+
+    (tmp_path / "token").write_text("file-token-0123456789\n")
+    assert token_from(None, str(tmp_path / "token")) == "file-token-0123456789"
+    assert token_from("cli-token-0123", str(tmp_path / "token")) == "cli-token-0123"

@@ -25,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="address to listen on (default 127.0.0.1 = this machine only; 0.0.0.0 = all)")
     parser.add_argument("--port", type=int, default=8765, help="TCP port (default 8765)")
     parser.add_argument("--token", default=None,
-                        help="access token clients must send (default: $MULTIMODALGEN_TOKEN); >= 8 characters")
+                        help="access token clients must send, >= 8 characters; prefer $MULTIMODALGEN_TOKEN or "
+                             "--token-file (a token on the command line is visible to other users in `ps`)")
+    parser.add_argument("--token-file", default=None, help="file holding the access token (first line)")
     parser.add_argument("--max-upload-mb", type=float, default=1024.0, help="largest upload in MiB (default 1024)")
     parser.add_argument("--max-jobs", type=int, default=1, help="jobs running at once (default 1)")
     parser.add_argument("--max-sessions", type=int, default=4, help="open interactive sessions (default 4)")
@@ -43,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args, device: str = "auto", threads: int | None = 0):
     from multimodalgen.server.config import ServerConfig, token_from
 
-    return ServerConfig(token=token_from(args.token), host=args.host, port=args.port,
+    return ServerConfig(token=token_from(args.token, args.token_file), host=args.host, port=args.port,
                         max_upload_mb=args.max_upload_mb, max_jobs=args.max_jobs, max_sessions=args.max_sessions,
                         session_ttl_s=args.session_ttl, job_ttl_s=args.job_ttl, workdir=args.workdir,
                         device=device, threads=int(threads or 0), max_json_kb=args.max_json_kb,
@@ -54,6 +56,9 @@ def run(args, ctx) -> int:
     from multimodalgen.server.app import serve
 
     config = config_from_args(args, device=getattr(ctx, "device_name", "auto"), threads=getattr(ctx, "threads", 0))
+    if args.token:
+        print("multimodalgen: warning: a token given with --token is visible to other users of this machine "
+              "(`ps`); use MULTIMODALGEN_TOKEN or --token-file", file=sys.stderr)
     if not config.is_loopback:
         print(f"multimodalgen: warning: listening on {config.host}: the server speaks plain HTTP; expose it only "
               "through an SSH tunnel or a TLS reverse proxy (patient data is uploaded)", file=sys.stderr)

@@ -81,6 +81,16 @@ class ServerConfig:
             return False
 
 
-def token_from(cli_value: str | None) -> str:
-    """The token from --token, else from the MULTIMODALGEN_TOKEN environment variable, else ''."""
-    return cli_value or os.environ.get(TOKEN_ENV, "")
+def token_from(cli_value: str | None, token_file: str | None = None) -> str:
+    """The token from --token, else the first line of --token-file, else the MULTIMODALGEN_TOKEN environment
+    variable, else ''."""
+    if cli_value:
+        return cli_value
+    if token_file:
+        try:
+            lines = pathlib.Path(token_file).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise UserInputError(f"cannot read the token file {token_file}", got=exc.strerror or str(exc),
+                                 fix="give a readable file whose first line is the token") from None
+        return lines[0].strip() if lines else ""
+    return os.environ.get(TOKEN_ENV, "")
