@@ -26,11 +26,17 @@ def resolve_device(name: str = "auto"):
 
 
 def set_threads(threads: int | None) -> None:
-    """Limit torch's intra-op threads (None or 0 = leave the default)."""
+    """Limit this process's compute threads, the one thread set-up of every door (CLI, worker, batch processes and
+    Ray actors, training commands): the OpenMP/MKL variables, read when torch is first imported, and torch's
+    intra-op threads when it already is. None or 0 = leave the default."""
     if threads is None or threads == 0:
         return
     if threads < 0:
         raise UserInputError("invalid thread count", expected="a positive integer", got=str(threads))
-    import torch
+    import os
+    import sys
 
-    torch.set_num_threads(int(threads))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(int(threads))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(threads))

@@ -19,6 +19,7 @@ import threading
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
 
+from multimodalgen.device import set_threads
 from multimodalgen.batch.study import Job, failed_status, read_status, run_study, utc_now
 from multimodalgen.errors import CancelledError, UserInputError
 
@@ -35,7 +36,7 @@ def _init_worker(counter, devices: list[str], threads: int, task: str) -> None:
     with counter.get_lock():
         index = counter.value
         counter.value += 1
-    _set_threads(threads)
+    set_threads(threads)
     _WORKER = {"device": devices[index % len(devices)], "threads": threads, "cache": WorkerState(max_models=1)}
     warm_up(task)
 
@@ -62,17 +63,9 @@ def warm_up(task: str) -> None:
         pass
 
 
-def _set_threads(threads: int) -> None:
-    """Limit this process's compute threads: the variables are read by torch/OpenMP when first imported."""
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = str(threads)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
-
-
 def _run_in_worker(job: Job) -> dict:
     state = _WORKER or {"device": "cpu", "threads": 1, "cache": None}
-    _set_threads(state["threads"])  # cheap; re-applied in case a task changed it
+    set_threads(state["threads"])  # cheap; re-applied in case a task changed it
     return run_study(job, device=state["device"], threads=state["threads"], cache=state["cache"])
 
 

@@ -35,17 +35,17 @@ class StudyWorker:
         from multimodalgen.batch.local_engine import warm_up
         from multimodalgen.worker.state import WorkerState
 
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[name] = str(threads)
+        from multimodalgen.device import set_threads
+
+        set_threads(threads)
         self.device, self.threads = device, threads
         self.cache = WorkerState(max_models=1)
         warm_up(task)
 
     def run(self, job: Job) -> dict:
-        import sys
+        from multimodalgen.device import set_threads
 
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(self.threads)
+        set_threads(self.threads)
         return run_study(job, device=self.device, threads=self.threads, cache=self.cache)
 
     def pid(self) -> int:

@@ -263,10 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in this call")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from multimodalgen.device import resolve_device, set_threads
+
+    set_threads(args.threads)
     cfg = PretrainConfig.from_json(args.config)
-    from multimodalgen.device import resolve_device
 
     device = resolve_device(args.device)
     print(json.dumps({"device": str(device), "threads": torch.get_num_threads(), "engine": ENGINE_VERSION}),

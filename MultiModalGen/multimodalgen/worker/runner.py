@@ -203,9 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.threads and args.threads > 0:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(args.threads)  # read when torch is imported by the first engine task
+    from multimodalgen.device import set_threads
+
+    set_threads(args.threads)  # read when torch is imported by the first verb
     import multimodalgen
 
     emitter = Emitter(claim_stdout())
