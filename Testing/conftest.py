@@ -32,3 +32,14 @@ def label_volume(volume):
     labels[4:12, 3:10, 2:8] = 1
     labels[13:18, 10:16, 5:11] = 2
     return Volume(labels, volume.affine.copy(), "LABEL")
+
+
+@pytest.fixture(scope="session")
+def worker():
+    """One real backend worker process (CPU, one thread) shared by the tests that run verbs through it."""
+    from multimodalgen.worker.process import WorkerClient, worker_command
+
+    client = WorkerClient(worker_command(device="cpu", threads=1),
+                          env=dict(os.environ, PYTHONPATH=str(ROOT / "MultiModalGen")))
+    yield client
+    client.close()

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -13,17 +12,8 @@ import pytest
 from MultiModalGenLib import bridge
 from multimodalgen.io import read_label, read_volume, write_label, write_volume
 from multimodalgen.volume import Volume
-from multimodalgen.worker.process import WorkerClient, worker_command
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def worker():
-    client = WorkerClient(worker_command(device="cpu", threads=1),
-                          env=dict(os.environ, PYTHONPATH=str(ROOT / "MultiModalGen")))
-    yield client
-    client.close()
 
 
 def ref(path) -> dict:

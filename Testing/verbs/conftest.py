@@ -1,8 +1,8 @@
-"""Fixtures of the four-doors tests: one worker process and one HTTP server for the module, tiny inputs."""
+"""Fixtures of the four-doors tests: one HTTP server for the session and tiny inputs (the worker process is the
+session fixture `worker` of Testing/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -12,16 +12,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "Testing" / "slicer"))  # slicer_helpers.start_server
-
-
-@pytest.fixture(scope="session")
-def worker():
-    from multimodalgen.worker.process import WorkerClient, worker_command
-
-    client = WorkerClient(worker_command(device="cpu", threads=1),
-                          env=dict(os.environ, PYTHONPATH=str(ROOT / "MultiModalGen")))
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="session")
