@@ -95,3 +95,26 @@ def test_the_token_can_come_from_a_file(tmp_path):
     (tmp_path / "token").write_text("file-token-0123456789\n")
     assert token_from(None, str(tmp_path / "token")) == "file-token-0123456789"
     assert token_from("cli-token-0123", str(tmp_path / "token")) == "cli-token-0123"
+
+
+def test_an_expired_session_takes_its_uploads_and_job_folders(tmp_path):
+    from multimodalgen.io import write_volume
+    from multimodalgen.volume import Volume
+    from slicer_helpers import start_server
+
+    write_volume(Volume(np.ones((6, 6, 6), np.float32), np.eye(4), "T1"), tmp_path / "in.nii.gz")
+    (tmp_path / "srv").mkdir()
+    server = start_server(tmp_path / "srv", "--threads", "1", "--session-ttl", "1")
+    try:
+        client = _client(server)
+        session = client.post("/sessions").json()["id"]
+        upload = _upload(client, "in.nii.gz", (tmp_path / "in.nii.gz").read_bytes())
+        job = client.post(f"/sessions/{session}/jobs", json={"task": "convert", "params": {"input": upload}})
+        assert _wait(client, job.json()["id"])["state"] == "done"
+        assert [p for p in server.workdir.rglob("*") if p.is_file()]
+        time.sleep(3.0)  # > the 1 s idle limit (polling the session would keep it alive)
+        assert client.get(f"/sessions/{session}").status_code == 410
+        assert [p for p in server.workdir.rglob("*") if p.is_file()] == []
+    finally:
+        server.proc.terminate()
+        server.proc.wait(timeout=20)

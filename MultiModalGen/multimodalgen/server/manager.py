@@ -78,6 +78,7 @@ class SessionRecord:
     created: float
     last_used: float
     current_job: str | None = None
+    uploads: set[str] = dataclasses.field(default_factory=set)  # upload ids its jobs used (deleted with it)
 
 
 class Manager:
@@ -181,6 +182,9 @@ class Manager:
                 client = session.client
                 session.last_used = time.time()
             resolved = self.resolve_params(params, folder)
+            if session_id is not None:
+                session.uploads.update(ref["upload"] for ref in protocol.collect_file_refs(params)
+                                       if isinstance(ref.get("upload"), str))
             folder.mkdir(parents=True)
             try:
                 job = client.submit(task, resolved)
@@ -312,12 +316,15 @@ class Manager:
                 self.expired_sessions[session_id] = time.time()
         session.client.close()
         shutil.rmtree(session.folder, ignore_errors=True)
-        with self._lock:  # the session's job folders go with it (patient data is not kept past the session)
+        with self._lock:  # its job folders and uploads go with it (patient data is not kept past the session)
             done = [r for r in self.jobs.values() if r.session_id == session_id]
             for record in done:
                 self.jobs.pop(record.id, None)
+            uploads = [self.uploads.pop(u)[0] for u in session.uploads if u in self.uploads]
         for record in done:
             shutil.rmtree(record.folder, ignore_errors=True)
+        for path in uploads:
+            self.discard_upload(path)
 
     # -- expiry --------------------------------------------------------------------------------------------
     def sweep(self, now: float | None = None) -> None:
