@@ -125,3 +125,38 @@ def test_head_batches_are_normalised_like_inference(label_folder):
     assert images.shape == (2, 2, 16, 16, 16) and classes.shape == (2, 16, 16, 16)
     assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
     assert classes.dtype == torch.int64 and int(classes.max()) <= 5
+
+
+def test_head_views_for_encoder_pretraining(label_folder):
+    from multimodalgen.synthesis.head_views import render_head_views
+    from multimodalgen.synthesis.label_sources import read_label_folder
+    from multimodalgen.synthesis.subjects import HeadSubjectSampler
+
+    sampler = HeadSubjectSampler(read_label_folder(label_folder))
+    images, labels, roles = render_head_views(sampler, 3, (16, 16, 16), n_views=3)
+    again = render_head_views(sampler, 3, (16, 16, 16), n_views=3)
+    assert images.shape == labels.shape == roles.shape == (3, 16, 16, 16)
+    assert torch.equal(images, again[0]) and torch.equal(labels[0], labels[2])
+    assert float(images.min()) >= 0 and float(images.max()) <= 1
+    assert set(torch.unique(roles).tolist()) <= {-1, 0, 1, 2}
+    assert torch.equal(roles[0] == 1, (labels[0] // 4) == 1)                  # ribbon = grey matter
+
+
+def test_encoder_pretraining_mixes_heads_and_refuses_a_bad_folder(tmp_path, label_folder):
+    from multimodalgen.encoder.network import UNetConfig
+    from multimodalgen.encoder.train import PretrainConfig, pretrain
+    from multimodalgen.synthesis.config import EngineConfig
+
+    net = UNetConfig(in_channels=1, out_channels=4, widths=(4, 6, 8), padding_mode="zeros")
+    cfg = PretrainConfig(engine=EngineConfig(shape=(16, 16, 16)), network=net, steps=2, n_voxels=16,
+                      label_dir=str(label_folder), p_head=1.0, checkpoint_every=1, log_every=1, warmup_steps=1)
+    out = pretrain(cfg, tmp_path / "run", torch.device("cpu"))
+    assert out["step"] == 2
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert "synth-2" in state["engine_version"]
+    (tmp_path / "empty").mkdir()
+    bad = PretrainConfig(engine=EngineConfig(shape=(16, 16, 16)), network=net, steps=1, n_voxels=16,
+                      label_dir=str(tmp_path / "empty"), p_head=0.5)
+    with pytest.raises(UserInputError, match="no label maps"):
+        pretrain(bad, tmp_path / "run2", torch.device("cpu"))
+    assert not (tmp_path / "run2" / "last.pt").exists()

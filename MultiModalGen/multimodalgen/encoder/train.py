@@ -54,6 +54,8 @@ class PretrainConfig:
     grad_clip: float = 5.0
     seed: int = 0
     init_from: str = ""               # optional: network weights to start from (training checkpoint or encoder folder)
+    label_dir: str = ""               # synth-2: a prepared label folder (synthesis.prepare_labels); "" = phantoms only
+    p_head: float = 0.0               # synth-2: fraction of samples drawn as real-anatomy heads (needs label_dir)
     checkpoint_every: int = 25
     snapshot_every: int = 500
     log_every: int = 5
@@ -65,6 +67,8 @@ class PretrainConfig:
             raise ValueError("contrastive pretraining needs engine.n_views >= 2")
         if not 0 < self.temperature <= 10 or self.lr <= 0:
             raise ValueError("temperature must be in (0, 10] and lr > 0")
+        if self.p_head > 0 and not self.label_dir:
+            raise ValueError("p_head > 0 needs label_dir (a folder made by multimodalgen.synthesis.prepare_labels)")
         if any(s % self.network.divisor for s in self.engine.shape):
             raise ValueError(f"engine.shape {self.engine.shape} must be multiples of {self.network.divisor}")
 
@@ -147,7 +151,7 @@ def initial_weights(source: str | Path, device: torch.device) -> dict[str, torch
 def save_checkpoint(path: Path, cfg: PretrainConfig, step: int, model: UNet3D, heads: torch.nn.Module,
                     opt: torch.optim.Optimizer) -> None:
     """Atomically write a full checkpoint (tensors + plain types only; loadable with weights_only=True)."""
-    state = {"format": CHECKPOINT_FORMAT, "engine_version": ENGINE_VERSION, "step": step,
+    state = {"format": CHECKPOINT_FORMAT, "engine_version": engine_version(cfg), "step": step,
              "config": cfg.to_dict(), "model": model.state_dict(), "heads": heads.state_dict(),
              "optimizer": opt.state_dict()}
     from multimodalgen.io.writers import atomic_path
@@ -161,13 +165,52 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     return torch.load(path, map_location=device, weights_only=True)
 
 
+def engine_version(cfg: PretrainConfig) -> str:
+    """The data engine(s) a run draws from: synth-1 ensembles, plus synth-2 heads when `p_head` > 0."""
+    if cfg.p_head > 0:
+        from multimodalgen.synthesis.subjects import SYNTH2_VERSION
+
+        return f"{ENGINE_VERSION}+{SYNTH2_VERSION}"
+    return ENGINE_VERSION
+
+
+def make_batch(cfg: PretrainConfig, seeds: list[int], device: torch.device, heads_sampler=None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images, labels and roles `(B, V, I, J, K)` for `seeds`: each sample is a synth-2 head (probability
+    `cfg.p_head`, `synthesis.head_views`) or a synth-1 label ensemble (`synthesis.views`)."""
+    if heads_sampler is None or cfg.p_head <= 0:
+        return generate_batch(cfg.engine, seeds, device, with_roles=True)
+    import numpy as np
+
+    from multimodalgen.synthesis.head_views import render_head_views
+    from multimodalgen.synthesis.views import render_sample_with_roles, sample_params
+
+    out = []
+    for seed in seeds:
+        if np.random.default_rng([seed, 7]).random() < cfg.p_head:
+            out.append(tuple(t.to(device) for t in render_head_views(heads_sampler, seed, cfg.engine.shape,
+                                                                     cfg.engine.n_views)))
+        else:
+            out.append(render_sample_with_roles(sample_params(cfg.engine, seed), device))
+    return tuple(torch.stack([o[i] for o in out]) for i in range(3))
+
+
+def head_sampler(cfg: PretrainConfig, device: torch.device):
+    """The synth-2 head sampler of a run (None without `label_dir`); reads the label folder once."""
+    if not cfg.label_dir or cfg.p_head <= 0:
+        return None
+    from multimodalgen.synthesis.label_sources import read_label_folder
+    from multimodalgen.synthesis.subjects import HeadSubjectSampler
+
+    return HeadSubjectSampler(read_label_folder(cfg.label_dir), device)
+
+
 def train_step(cfg: PretrainConfig, step: int, model: UNet3D, heads: torch.nn.ModuleList,
-               opt: torch.optim.Optimizer, device: torch.device) -> dict[str, Any]:
+               opt: torch.optim.Optimizer, device: torch.device, heads_sampler=None) -> dict[str, Any]:
     """One optimisation step (data for `step` is a pure function of cfg.seed and step). Returns log values."""
     t0 = time.perf_counter()
     base = (cfg.seed * 1_000_003 + step) * cfg.batch_size
-    images, labels, roles = generate_batch(cfg.engine, [base + i for i in range(cfg.batch_size)], device,
-                                           with_roles=True)
+    images, labels, roles = make_batch(cfg, [base + i for i in range(cfg.batch_size)], device, heads_sampler)
     t_data = time.perf_counter() - t0
     b, v = images.shape[:2]
     x = images.reshape(b * v, 1, *images.shape[2:])
@@ -213,6 +256,7 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, device: torch.device, res
     last = out / "last.pt"
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True   # fixed input shapes: let cuDNN pick the fastest kernels
+    sampler = head_sampler(cfg, device)            # validates the label folder before anything is written
     model, heads, opt = build(cfg, device)
     step = 0
     if cfg.init_from and not (resume and last.exists()):
@@ -235,7 +279,7 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, device: torch.device, res
         while step < stop:
             if progress is not None:
                 progress.check_cancelled()
-            record = train_step(cfg, step, model, heads, opt, device)
+            record = train_step(cfg, step, model, heads, opt, device, sampler)
             step += 1
             if step % cfg.log_every == 0 or step == stop:
                 record["time"] = time.time()

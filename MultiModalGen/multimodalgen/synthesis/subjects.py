@@ -32,6 +32,8 @@ class HeadSubject:
     images: dict[str, torch.Tensor]
     classes: torch.Tensor
     affine: np.ndarray
+    subclasses: torch.Tensor | None = None     # texture sub-class per voxel (head.subclass_map)
+    table: object | None = None                 # the subject's physics.TissueTable (to render more images)
 
 
 class HeadSubjectSampler:
@@ -63,9 +65,10 @@ class HeadSubjectSampler:
         if rng.random() < p_partial:
             keep = _field_of_view(rng, tuple(shape), self.device)
             classes = torch.where(keep, classes, torch.zeros_like(classes))
+            subclasses = torch.where(keep, subclasses, torch.zeros_like(subclasses))
             images = {m: torch.where(keep, v, torch.full_like(v, -1000.0 if m == "CT" else 0.0))
                       for m, v in images.items()}
-        return HeadSubject(images, classes, affine)
+        return HeadSubject(images, classes, affine, subclasses, table)
 
 
 def _field_of_view(rng: np.random.Generator, shape: tuple[int, int, int], device) -> torch.Tensor:
