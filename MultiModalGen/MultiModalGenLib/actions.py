@@ -30,13 +30,14 @@ def newExchangeFolder() -> pathlib.Path:
 
 
 def exportVolume(node, folder: pathlib.Path, name: str, modality: str | None = None, label: bool = False,
-                 applyParentTransform: bool = True) -> dict:
+                 applyParentTransform: bool = True, suffix: str = ".nii.gz") -> dict:
     """Write a volume node as NIfTI (through the bridge: copied, (I,J,K), RAS affine); returns a file reference.
-    With `applyParentTransform` a linear parent transform is included in the affine (world coordinates)."""
+    With `applyParentTransform` a linear parent transform is included in the affine (world coordinates).
+    `suffix` ".nii" writes uncompressed (faster for a local worker)."""
     from multimodalgen.io import write_label, write_volume
 
     volume = bridge.volumeFromNode(node, modality=modality, applyParentTransform=applyParentTransform)
-    path = pathlib.Path(folder) / f"{name}.nii.gz"
+    path = pathlib.Path(folder) / f"{name}{suffix}"
     if label:  # a mask: non-zero = inside
         write_label(volume.with_array((volume.array > 0).astype(np.uint8), modality="LABEL"), path)
     else:

@@ -5,7 +5,9 @@ each stroke (a `vtkSegmentation::SegmentModified` event) asks for an update; the
 worker (`fewshot` task: features and head stay in the worker per image) and the 3D result appears in a separate
 *preview* segmentation (names suffixed " (preview)", half transparent, tagged). Strokes made while the worker
 computes are coalesced into one follow-up run. A quick run (a crop of at most 128 voxels per axis around the
-painting) comes first; on larger volumes a full-resolution run follows when no stroke is pending. Apply writes the
+painting) comes first; on larger volumes a full-resolution run follows once the user has paused for `refineDelayS`
+(a stroke during that run waits for it: the worker cannot drop a run without losing its warm state), and Apply
+always writes a full-resolution result (it computes one first if needed). Apply writes the
 preview into the user's segments through the effect's `modifySegmentByLabelmap` (Slicer applies the editable area,
 intensity range and overwrite settings there) after `saveStateForUndo` (Ctrl+Z restores the painting); Cancel
 drops the preview. The preview already shows the masked result (`masking`), and painted slices keep exactly what
@@ -31,9 +33,8 @@ from typing import Any, Callable
 import numpy as np
 
 from MultiModalGenLib import actions, bridge
-from MultiModalGenLib.segment_info import (PREVIEW_TAG, applySegmentInfo, baseName, completeSegmentInfos,
-                                           segmentInfo)
-from SegmentEditorMultiModalGenLib import result_fields
+from MultiModalGenLib.segment_info import PREVIEW_TAG, applySegmentInfo, baseName, segmentInfo
+from SegmentEditorMultiModalGenLib import exchange, result_fields
 from SegmentEditorMultiModalGenLib.masking import MaskSettings, applySet, editableMask
 from multimodalgen.errors import UserInputError
 
@@ -54,6 +55,7 @@ class _Run:
     settings: MaskSettings
     sourceArray: np.ndarray | None
     referenceVolume: Any
+    affine: np.ndarray              # the source volume's voxel (i, j, k) -> RAS (incl. a linear parent transform)
     exportS: float = 0.0
     submitted: float = 0.0
     discard: bool = False
@@ -81,7 +83,8 @@ class FewShotEffectLogic:
         self.supportVolume = None
         self.supportSegmentation = None
         self.autoUpdate = True
-        self.refine = True
+        self.refine = True                # background full-resolution run after a pause
+        self.refineDelayS = 1.5
         self.statusCallback: Callable[[str], None] | None = None
         self.timings: list[dict] = []     # one record per finished run (see _record)
         self.lastOutputs: dict = {}
@@ -90,6 +93,9 @@ class FewShotEffectLogic:
         self._pendingStroke: float | None = None
         self._dirty = False
         self._applying = False
+        self._refineAt: float | None = None   # when to start the background full-resolution run
+        self._quickOnly = False               # the preview is a quick crop of a larger volume
+        self._lastStroke: float | None = None
         self._imageCache: dict[tuple, dict] = {}
         self._cacheFolder: pathlib.Path | None = None
 
@@ -124,7 +130,8 @@ class FewShotEffectLogic:
         """Observer of the segmentation's SegmentModified/Added/Removed events (a stroke)."""
         if self._applying or not self.autoUpdate or self.mode != "slices":
             return
-        self._pendingStroke = self.clock()
+        self._pendingStroke = self._lastStroke = self.clock()
+        self._refineAt = None
         if self._run is not None or self.logic.isBusy():
             self._dirty = True
         else:
@@ -132,7 +139,8 @@ class FewShotEffectLogic:
 
     def requestUpdate(self) -> None:
         """Compute a preview of the current painting now, or right after the running one."""
-        self._pendingStroke = self.clock()
+        self._pendingStroke = self._lastStroke = self.clock()
+        self._refineAt = None
         if self._run is not None or self.logic.isBusy():
             self._dirty = True
             return
@@ -141,8 +149,14 @@ class FewShotEffectLogic:
     def poll(self) -> None:
         """Deliver worker events (the effect's QTimer calls this while computing); starts a deferred run."""
         self.logic.poll()
-        if self._run is None and self._dirty and not self.logic.isBusy():
+        if self._run is not None or self.logic.isBusy():
+            return
+        if self._dirty:
             self._safeStart("support" if self.mode == "support" else "quick")
+        elif self._refineAt is not None and self.clock() >= self._refineAt:
+            self._refineAt = None
+            self._pendingStroke = self._lastStroke
+            self._safeStart("full")
 
     def waitUntilIdle(self, timeout: float = 300.0, tick: Callable[[], None] | None = None) -> None:
         """Block until no run is in flight or pending (Apply, scripts, tests)."""
@@ -199,9 +213,6 @@ class FewShotEffectLogic:
         return settings, sourceArray
 
     def _paintingParams(self, editor, segmentationNode, source, folder, stroke, kind):
-        from multimodalgen.io import write_label
-        from multimodalgen.volume import Volume
-
         ids, visible, masks = self._segmentsState(segmentationNode, source)
         painted = [s for s in ids if s in visible and masks[s].any()]
         if not painted:
@@ -214,15 +225,15 @@ class FewShotEffectLogic:
             labelKJI[masks[segmentId]] = n + 1
             infos[segmentId] = segmentInfo(segmentation.GetSegment(segmentId), n + 1, self.mutable)
         settings, sourceArray = self._maskInputs(editor, source)
-        label = Volume(bridge.slicerArrayToVolumeArray(labelKJI), bridge.nodeAffine(source, self.util), "LABEL",
-                       {"segments": list(infos.values())})
-        annotation = write_label(label, pathlib.Path(folder) / "annotation.nii.gz")
+        affine = bridge.nodeAffine(source, self.util)
+        annotation = exchange.writeSlicerArray(labelKJI, affine, pathlib.Path(folder) / ("annotation" + self._suffix()),
+                                               compress=self._suffix() == ".nii.gz")
         volumes = [source] + [v for v in self.extraVolumes if v is not None and v is not source]
         params = {"images": [self._imageRef(v) for v in volumes], "annotation": {"file": str(annotation)},
                   "image_id": "|".join(f"{v.GetID()}:{v.GetImageData().GetMTime()}" for v in volumes),
-                  "preview": kind == "quick", "segments": list(infos.values())}
+                  "preview": kind == "quick", "segments": list(infos.values()), "output_suffix": self._suffix()}
         run = _Run(kind, stroke, painted, {s: s for s in painted}, infos, masks, visible, settings, sourceArray,
-                   source)
+                   source, affine)
         return params, run
 
     def _supportParams(self, editor, segmentationNode, source, folder, stroke):
@@ -246,7 +257,12 @@ class FewShotEffectLogic:
         params = {"support_images": [[self._imageRef(self.supportVolume)]], "support_labels": [labelRef],
                   "images": [self._imageRef(source)], "segments": list(infos.values())}
         return params, _Run("support", stroke, previewIds, targets, infos, masks, visible, settings, sourceArray,
-                            source)
+                            source, bridge.nodeAffine(source, self.util))
+
+    def _suffix(self) -> str:
+        """Exchange files: uncompressed NIfTI with a local worker (gzip costs ~1 s per 256^3 label map each way),
+        compressed for a remote server (upload size)."""
+        return ".nii" if self.logic.settings.backend == "local" else ".nii.gz"
 
     def _imageRef(self, node) -> dict:
         """The node's voxels as a file for the worker, written once per (node, image version) and reused."""
@@ -255,7 +271,14 @@ class FewShotEffectLogic:
         if ref is None or not pathlib.Path(ref["file"]).is_file():
             if self._cacheFolder is None:
                 self._cacheFolder = pathlib.Path(tempfile.mkdtemp(prefix="mmg-effect-"))
-            ref = actions.exportVolume(node, self._cacheFolder, f"image{len(self._imageCache)}")
+            name, suffix = f"image{len(self._imageCache)}", self._suffix()
+            array = np.asarray(self.util.arrayFromVolume(node))
+            if array.ndim == 3:  # scalar volume: written as is, no axis reordering
+                path = exchange.writeSlicerArray(array, bridge.nodeAffine(node, self.util),
+                                                 self._cacheFolder / (name + suffix), compress=suffix == ".nii.gz")
+                ref = {"file": str(path)}
+            else:
+                ref = actions.exportVolume(node, self._cacheFolder, name, suffix=suffix)
             self._imageCache[key] = ref
         return ref
 
@@ -265,11 +288,11 @@ class FewShotEffectLogic:
         received = self.clock()
         if run.discard:
             return None
-        label = actions.readOutputVolume(outputs["segmentation"], label=True)
-        labelKJI = bridge.volumeArrayToSlicerArray(label.array)
-        if labelKJI.shape != next(iter(run.masks.values()), labelKJI).shape:
-            raise UserInputError("the few-shot result is not on the source volume's grid",
-                                 expected=str(next(iter(run.masks.values())).shape), got=str(labelKJI.shape))
+        from multimodalgen.worker import protocol
+
+        shape = next(iter(run.masks.values())).shape
+        labelKJI = exchange.readSlicerLabel(protocol.require_file({"ref": outputs["segmentation"]}, "ref"),
+                                            run.affine, shape)
         preview = self.previewNode(create=True, reference=run.referenceVolume)
         segmentation = preview.GetSegmentation()
         painted = None
@@ -320,11 +343,9 @@ class FewShotEffectLogic:
         else:
             self.lastError = ""
             self._status(self.describe())
-            needsRefine = run.kind == "quick" and self.refine and max(run.masks[run.segmentIds[0]].shape) > QUICK_EDGE
-            if needsRefine and not self._dirty:
-                self._pendingStroke = run.strokeTime
-                self._safeStart("full")
-                return
+            self._quickOnly = run.kind == "quick" and max(run.masks[run.segmentIds[0]].shape) > QUICK_EDGE
+            if self._quickOnly and self.refine and not self._dirty:
+                self._refineAt = self.clock() + self.refineDelayS
         if self._dirty and not self.logic.isBusy():
             self._safeStart("support" if self.mode == "support" else "quick")
 
@@ -373,6 +394,11 @@ class FewShotEffectLogic:
         target segment ids."""
         if self._run is not None or self._dirty:
             self.waitUntilIdle(tick=tick)
+        if self._quickOnly and self.state == "preview":  # the quick crop is not the answer: compute the full one
+            self._refineAt = None
+            self._pendingStroke = self._lastStroke
+            self._start("full")
+            self.waitUntilIdle(tick=tick)
         preview = self.previewNode(create=False)
         if preview is None or preview.GetSegmentation().GetNumberOfSegments() == 0:
             raise UserInputError("there is no preview to apply", fix="paint a few slices (or click Update) first")
@@ -404,8 +430,8 @@ class FewShotEffectLogic:
         """Drop the preview (the running computation finishes in the worker, its result is ignored)."""
         if self._run is not None:
             self._run.discard = True
-        self._dirty = False
-        self._pendingStroke = None
+        self._dirty = self._quickOnly = False
+        self._pendingStroke = self._refineAt = None
         self._removePreview()
         self._status("preview discarded")
 

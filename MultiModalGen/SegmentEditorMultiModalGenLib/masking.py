@@ -56,7 +56,8 @@ class MaskSettings:
             return next((n for n in names if getattr(editorNode, n, None) == value), names[0])
 
         low, high = editorNode.GetSourceVolumeIntensityMaskRange()
-        return cls(maskMode=name(editorNode.GetMaskMode(), MASK_MODES), maskSegmentId=editorNode.GetMaskSegmentID() or "",
+        return cls(maskMode=name(editorNode.GetMaskMode(), MASK_MODES),
+                   maskSegmentId=editorNode.GetMaskSegmentID() or "",
                    intensityMask=bool(editorNode.GetSourceVolumeIntensityMask()),
                    intensityRange=(float(low), float(high)),
                    overwriteMode=name(editorNode.GetOverwriteMode(), OVERWRITE_MODES))

@@ -49,10 +49,13 @@ class EffectScene:
     status: list
 
 
-def make_scene(runner, shape=(40, 40, 30), affine=None, util=None, names=("tumour", "cyst")) -> EffectScene:
+def make_scene(runner, shape=(40, 40, 30), affine=None, util=None, names=("tumour", "cyst"), image=None,
+               truth=None) -> EffectScene:
     """A source volume, a segmentation with empty segments `names` (tumour has a terminology entry), an editor
-    node, the scripted effect stand-in and the effect logic observing the segmentation."""
-    image, truth = phantom(shape)
+    node, the scripted effect stand-in and the effect logic observing the segmentation. `image` (I, J, K) and
+    `truth` ({name: mask}) replace the generated phantom."""
+    if image is None:
+        image, truth = phantom(shape)
     affine = np.diag([1.2, 1.2, 2.0, 1.0]) if affine is None else affine
     volume = sx.VolumeNode(bridge.volumeArrayToSlicerArray(image), affine, "MR")
     segmentation = sx.SegmentationNode("Segmentation")

@@ -154,7 +154,7 @@ class ScriptedEffect:
 
 
 class LogicStandIn:
-    """The task API of `MultiModalGenLogic` (MultiModalGen.py: runTask, poll, isBusy, cancel) over a real
+    """The task API of `MultiModalGenLogic` (MultiModalGen.py: settings, runTask, poll, isBusy, cancel) over a real
     `TaskRunner` (and so a real worker process)."""
 
     def __init__(self, runner):
@@ -163,6 +163,10 @@ class LogicStandIn:
     def runTask(self, task, params, wait=True, onFinished=None, importResult=None, folder=None, onEvent=None):
         return self.runner.run(task, params, importResult or (lambda outputs: outputs), wait=wait,
                                onFinished=onFinished, folder=folder, onEvent=onEvent)
+
+    @property
+    def settings(self):
+        return self.runner.settings
 
     def poll(self):
         self.runner.poll()

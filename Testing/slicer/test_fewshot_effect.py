@@ -153,3 +153,27 @@ def test_support_case_mode_creates_named_segments_on_apply(runner):
     assert written[0] != scene.ids["tumour"] and new.GetName() == "tumour"
     assert new.tags["TerminologyEntry"] == TUMOUR_TERMINOLOGY and PREVIEW_TAG not in new.tags
     assert dice(mask_ijk(scene.segmentation, written[0]), scene.truth["tumour"]) > 0.7
+
+
+def test_large_volume_quick_crop_is_refined_after_a_pause_and_before_apply(runner):
+    scene = make_scene(runner, shape=(140, 36, 24), names=("tumour",))
+    now = [0.0]
+    scene.logic.clock = lambda: now[0]  # the user's pause, without sleeping
+    paint_slices(scene, "tumour", [7, 12, 17])
+    scene.logic.waitUntilIdle()
+    scene.logic.poll()
+    assert [t["kind"] for t in scene.logic.timings] == ["quick"] and scene.logic.state == "preview"
+    now[0] += scene.logic.refineDelayS  # paused long enough: the full-resolution run starts on the next poll
+    scene.logic.poll()
+    assert scene.logic.state == "computing"
+    scene.logic.waitUntilIdle()
+    assert [t["kind"] for t in scene.logic.timings] == ["quick", "full"] and scene.logic.state == "preview"
+    # with background refinement off, Apply computes the full result itself before writing
+    scene.logic.refine = False
+    paint_slices(scene, "tumour", [7, 10, 12, 17])
+    scene.logic.waitUntilIdle()
+    assert scene.logic.timings[-1]["kind"] == "quick"
+    scene.logic.apply()
+    assert [t["kind"] for t in scene.logic.timings[-2:]] == ["quick", "full"]
+    applied = mask_ijk(scene.segmentation, scene.ids["tumour"])
+    assert dice(applied, scene.truth["tumour"]) > 0.75

@@ -4,7 +4,6 @@ nothing heavy, the module hooks `startupCompleted()`, and that hook registers th
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import textwrap
