@@ -33,8 +33,9 @@ class MultiModalGen(ScriptedLoadableModule):
         self.parent.contributors = ["MultiModalGen developers (https://github.com/multimodalgen)"]
         self.parent.helpText = _(
             "Multimodal registration (rigid, affine, deformable; MR, CT, PET), few-shot segmentation from a few "
-            "painted slices, personalized multimodal segmentation and site adapters, on a contrast-invariant 3D "
-            "encoder. Work runs in a background process (or a remote GPU server); the panel never freezes. "
+            "painted slices (the Segment Editor effect 'MultiModalGen few-shot'), personalized multimodal "
+            "segmentation and site adapters, on a contrast-invariant 3D encoder. Work runs in a background process "
+            "(or a remote GPU server); the panel never freezes. Sample volumes: Sample Data module, MultiModalGen. "
             'See the <a href="https://github.com/multimodalgen/SlicerMultiModalGen">documentation</a> and the '
             '<a href="https://github.com/multimodalgen/SlicerMultiModalGen#troubleshooting">troubleshooting</a> '
             "section.")

@@ -195,16 +195,20 @@ class FewShotEffectLogic:
             raise
         self._status("computing the 3D preview..." if kind != "full" else "refining at full resolution...")
 
-    def _segmentsState(self, segmentationNode, reference):
+    def _segmentsState(self, segmentationNode, reference, settings: MaskSettings):
+        """(segment ids, visible ids, {id: mask (K, J, I) bool}). Masks are read for the visible segments, and for
+        hidden ones only when the editable area depends on them (each read is a labelmap export in Slicer)."""
         segmentation = segmentationNode.GetSegmentation()
         ids = [segmentation.GetNthSegmentID(n) for n in range(segmentation.GetNumberOfSegments())]
         display = segmentationNode.GetDisplayNode()
         visible = {s for s in ids if display is None or display.GetSegmentVisibility(s)}
+        hiddenNeeded = settings.maskMode in ("PaintAllowedInsideAllSegments", "PaintAllowedOutsideAllSegments")
         shape = tuple(int(d) for d in reversed(reference.GetImageData().GetDimensions()))
         masks = {}
         for segmentId in ids:
-            mask = self.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, reference)
-            masks[segmentId] = np.zeros(shape, bool) if mask is None else np.asarray(mask) > 0
+            if segmentId in visible or hiddenNeeded or segmentId == settings.maskSegmentId:
+                mask = self.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, reference)
+                masks[segmentId] = np.zeros(shape, bool) if mask is None else np.asarray(mask) > 0
         return ids, visible, masks
 
     def _maskInputs(self, editor, source):
@@ -213,7 +217,8 @@ class FewShotEffectLogic:
         return settings, sourceArray
 
     def _paintingParams(self, editor, segmentationNode, source, folder, stroke, kind):
-        ids, visible, masks = self._segmentsState(segmentationNode, source)
+        settings, sourceArray = self._maskInputs(editor, source)
+        ids, visible, masks = self._segmentsState(segmentationNode, source, settings)
         painted = [s for s in ids if s in visible and masks[s].any()]
         if not painted:
             raise UserInputError("nothing painted yet", expected="a few painted slices of at least one visible "
@@ -224,7 +229,6 @@ class FewShotEffectLogic:
         for n, segmentId in enumerate(painted):
             labelKJI[masks[segmentId]] = n + 1
             infos[segmentId] = segmentInfo(segmentation.GetSegment(segmentId), n + 1, self.mutable)
-        settings, sourceArray = self._maskInputs(editor, source)
         affine = bridge.nodeAffine(source, self.util)
         annotation = exchange.writeSlicerArray(labelKJI, affine, pathlib.Path(folder) / ("annotation" + self._suffix()),
                                                compress=self._suffix() == ".nii.gz")
@@ -245,7 +249,8 @@ class FewShotEffectLogic:
         supportSegmentation = self.supportSegmentation.GetSegmentation()
         for s in segments:
             s.update(segmentInfo(supportSegmentation.GetSegment(s["id"]), s["label"], self.mutable))
-        ids, visible, masks = self._segmentsState(segmentationNode, source)
+        settings, sourceArray = self._maskInputs(editor, source)
+        ids, visible, masks = self._segmentsState(segmentationNode, source, settings)
         target = segmentationNode.GetSegmentation()
         previewIds, targets, infos = [], {}, {}
         for s in segments:
@@ -253,7 +258,6 @@ class FewShotEffectLogic:
             previewIds.append(previewId)
             targets[previewId] = target.GetSegmentIdBySegmentName(s["name"]) or None
             infos[previewId] = {k: s[k] for k in ("label", "name", "color", "terminology")}
-        settings, sourceArray = self._maskInputs(editor, source)
         params = {"support_images": [[self._imageRef(self.supportVolume)]], "support_labels": [labelRef],
                   "images": [self._imageRef(source)], "segments": list(infos.values())}
         return params, _Run("support", stroke, previewIds, targets, infos, masks, visible, settings, sourceArray,
@@ -290,7 +294,7 @@ class FewShotEffectLogic:
             return None
         from multimodalgen.worker import protocol
 
-        shape = next(iter(run.masks.values())).shape
+        shape = tuple(int(d) for d in reversed(run.referenceVolume.GetImageData().GetDimensions()))
         labelKJI = exchange.readSlicerLabel(protocol.require_file({"ref": outputs["segmentation"]}, "ref"),
                                             run.affine, shape)
         preview = self.previewNode(create=True, reference=run.referenceVolume)
@@ -343,7 +347,8 @@ class FewShotEffectLogic:
         else:
             self.lastError = ""
             self._status(self.describe())
-            self._quickOnly = run.kind == "quick" and max(run.masks[run.segmentIds[0]].shape) > QUICK_EDGE
+            dims = run.referenceVolume.GetImageData().GetDimensions()
+            self._quickOnly = run.kind == "quick" and max(dims) > QUICK_EDGE
             if self._quickOnly and self.refine and not self._dirty:
                 self._refineAt = self.clock() + self.refineDelayS
         if self._dirty and not self.logic.isBusy():
