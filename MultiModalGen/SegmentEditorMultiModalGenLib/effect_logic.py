@@ -23,42 +23,22 @@ module logic) so stand-ins can replace them.
 
 from __future__ import annotations
 
-import dataclasses
-import pathlib
+import logging
 import shutil
-import tempfile
 import time
 from typing import Any, Callable
 
 import numpy as np
 
 from MultiModalGenLib import actions, bridge
-from MultiModalGenLib.segment_info import PREVIEW_TAG, applySegmentInfo, baseName, segmentInfo
-from SegmentEditorMultiModalGenLib import exchange, result_fields
-from SegmentEditorMultiModalGenLib.masking import MaskSettings, applySet, editableMask
+from MultiModalGenLib.segment_info import PREVIEW_TAG, applySegmentInfo, baseName
+from SegmentEditorMultiModalGenLib import effect_inputs, exchange, result_fields
+from SegmentEditorMultiModalGenLib.masking import applySet, editableMask
 from multimodalgen.errors import UserInputError
 
 PREVIEW_ROLE = "MultiModalGenFewShotPreview"
 #: Edge (voxels) of the quick preview crop (`multimodalgen.fewshot.session.PREVIEW_SIZE`; not imported: torch).
 QUICK_EDGE = 128
-
-
-@dataclasses.dataclass
-class _Run:
-    kind: str                       # "quick", "full" or "support"
-    strokeTime: float
-    segmentIds: list[str]           # preview segment ids, label value n+1 each
-    targets: dict[str, str | None]  # preview id -> target segment id (None: created on Apply)
-    infos: dict[str, dict]          # preview id -> segment info (name, colour, terminology)
-    masks: dict[str, np.ndarray]    # target segments' current masks (K, J, I) bool
-    visible: set[str]
-    settings: MaskSettings
-    sourceArray: np.ndarray | None
-    referenceVolume: Any
-    affine: np.ndarray              # the source volume's voxel (i, j, k) -> RAS (incl. a linear parent transform)
-    exportS: float = 0.0
-    submitted: float = 0.0
-    discard: bool = False
 
 
 class FewShotEffectLogic:
@@ -89,15 +69,14 @@ class FewShotEffectLogic:
         self.timings: list[dict] = []     # one record per finished run (see _record)
         self.lastOutputs: dict = {}
         self.lastError = ""
-        self._run: _Run | None = None
+        self._run: effect_inputs.Run | None = None
         self._pendingStroke: float | None = None
         self._dirty = False
         self._applying = False
         self._refineAt: float | None = None   # when to start the background full-resolution run
         self._quickOnly = False               # the preview is a quick crop of a larger volume
         self._lastStroke: float | None = None
-        self._imageCache: dict[tuple, dict] = {}
-        self._cacheFolder: pathlib.Path | None = None
+        self._images = effect_inputs.ImageCache(util)
 
     # -- state ---------------------------------------------------------------------------------------------------
     @property
@@ -178,9 +157,13 @@ class FewShotEffectLogic:
         folder = actions.newExchangeFolder()
         try:
             if kind == "support":
-                params, run = self._supportParams(editor, segmentationNode, source, folder, stroke)
+                params, run = effect_inputs.supportParams(
+                    self.util, self.mutable, self._images, editor, segmentationNode, source, self.supportVolume,
+                    self.supportSegmentation, folder, stroke, self._suffix())
             else:
-                params, run = self._paintingParams(editor, segmentationNode, source, folder, stroke, kind)
+                params, run = effect_inputs.paintingParams(
+                    self.util, self.mutable, self._images, editor, segmentationNode, source, self.extraVolumes,
+                    folder, stroke, kind, self._suffix())
         except Exception:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -195,99 +178,13 @@ class FewShotEffectLogic:
             raise
         self._status("computing the 3D preview..." if kind != "full" else "refining at full resolution...")
 
-    def _segmentsState(self, segmentationNode, reference, settings: MaskSettings):
-        """(segment ids, visible ids, {id: mask (K, J, I) bool}). Masks are read for the visible segments, and for
-        hidden ones only when the editable area depends on them (each read is a labelmap export in Slicer)."""
-        segmentation = segmentationNode.GetSegmentation()
-        ids = [segmentation.GetNthSegmentID(n) for n in range(segmentation.GetNumberOfSegments())]
-        display = segmentationNode.GetDisplayNode()
-        visible = {s for s in ids if display is None or display.GetSegmentVisibility(s)}
-        hiddenNeeded = settings.maskMode in ("PaintAllowedInsideAllSegments", "PaintAllowedOutsideAllSegments")
-        shape = tuple(int(d) for d in reversed(reference.GetImageData().GetDimensions()))
-        masks = {}
-        for segmentId in ids:
-            if segmentId in visible or hiddenNeeded or segmentId == settings.maskSegmentId:
-                mask = self.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, reference)
-                masks[segmentId] = np.zeros(shape, bool) if mask is None else np.asarray(mask) > 0
-        return ids, visible, masks
-
-    def _maskInputs(self, editor, source):
-        settings = MaskSettings.fromEditorNode(editor)
-        sourceArray = np.asarray(self.util.arrayFromVolume(source)) if settings.intensityMask else None
-        return settings, sourceArray
-
-    def _paintingParams(self, editor, segmentationNode, source, folder, stroke, kind):
-        settings, sourceArray = self._maskInputs(editor, source)
-        ids, visible, masks = self._segmentsState(segmentationNode, source, settings)
-        painted = [s for s in ids if s in visible and masks[s].any()]
-        if not painted:
-            raise UserInputError("nothing painted yet", expected="a few painted slices of at least one visible "
-                                 "segment", fix="paint the structure on 2-5 slices with Paint, Draw or Threshold")
-        labelKJI = np.zeros(masks[painted[0]].shape, np.uint8 if len(painted) < 255 else np.uint16)
-        segmentation = segmentationNode.GetSegmentation()
-        infos = {}
-        for n, segmentId in enumerate(painted):
-            labelKJI[masks[segmentId]] = n + 1
-            infos[segmentId] = segmentInfo(segmentation.GetSegment(segmentId), n + 1, self.mutable)
-        affine = bridge.nodeAffine(source, self.util)
-        annotation = exchange.writeSlicerArray(labelKJI, affine, pathlib.Path(folder) / ("annotation" + self._suffix()),
-                                               compress=self._suffix() == ".nii.gz")
-        volumes = [source] + [v for v in self.extraVolumes if v is not None and v is not source]
-        params = {"images": [self._imageRef(v) for v in volumes], "annotation": {"file": str(annotation)},
-                  "image_id": "|".join(f"{v.GetID()}:{v.GetImageData().GetMTime()}" for v in volumes),
-                  "preview": kind == "quick", "segments": list(infos.values()), "output_suffix": self._suffix()}
-        run = _Run(kind, stroke, painted, {s: s for s in painted}, infos, masks, visible, settings, sourceArray,
-                   source, affine)
-        return params, run
-
-    def _supportParams(self, editor, segmentationNode, source, folder, stroke):
-        if self.supportVolume is None or self.supportSegmentation is None:
-            raise UserInputError("support-case mode needs a labelled case", expected="a support volume and its "
-                                 "segmentation", fix="pick both under 'Support case' in the effect's options")
-        labelRef, segments = actions.exportSegments(self.supportSegmentation, self.supportVolume, folder,
-                                                    "support_labels")
-        supportSegmentation = self.supportSegmentation.GetSegmentation()
-        for s in segments:
-            s.update(segmentInfo(supportSegmentation.GetSegment(s["id"]), s["label"], self.mutable))
-        settings, sourceArray = self._maskInputs(editor, source)
-        ids, visible, masks = self._segmentsState(segmentationNode, source, settings)
-        target = segmentationNode.GetSegmentation()
-        previewIds, targets, infos = [], {}, {}
-        for s in segments:
-            previewId = f"support_{s['label']}"
-            previewIds.append(previewId)
-            targets[previewId] = target.GetSegmentIdBySegmentName(s["name"]) or None
-            infos[previewId] = {k: s[k] for k in ("label", "name", "color", "terminology")}
-        params = {"support_images": [[self._imageRef(self.supportVolume)]], "support_labels": [labelRef],
-                  "images": [self._imageRef(source)], "segments": list(infos.values())}
-        return params, _Run("support", stroke, previewIds, targets, infos, masks, visible, settings, sourceArray,
-                            source, bridge.nodeAffine(source, self.util))
-
     def _suffix(self) -> str:
         """Exchange files: uncompressed NIfTI with a local worker (gzip costs ~1 s per 256^3 label map each way),
         compressed for a remote server (upload size)."""
         return ".nii" if self.logic.settings.backend == "local" else ".nii.gz"
 
-    def _imageRef(self, node) -> dict:
-        """The node's voxels as a file for the worker, written once per (node, image version) and reused."""
-        key = (node.GetID(), node.GetImageData().GetMTime())
-        ref = self._imageCache.get(key)
-        if ref is None or not pathlib.Path(ref["file"]).is_file():
-            if self._cacheFolder is None:
-                self._cacheFolder = pathlib.Path(tempfile.mkdtemp(prefix="mmg-effect-"))
-            name, suffix = f"image{len(self._imageCache)}", self._suffix()
-            array = np.asarray(self.util.arrayFromVolume(node))
-            if array.ndim == 3:  # scalar volume: written as is, no axis reordering
-                path = exchange.writeSlicerArray(array, bridge.nodeAffine(node, self.util),
-                                                 self._cacheFolder / (name + suffix), compress=suffix == ".nii.gz")
-                ref = {"file": str(path)}
-            else:
-                ref = actions.exportVolume(node, self._cacheFolder, name, suffix=suffix)
-            self._imageCache[key] = ref
-        return ref
-
     # -- results -------------------------------------------------------------------------------------------------
-    def _importResult(self, run: _Run, outputs: dict):
+    def _importResult(self, run: effect_inputs.Run, outputs: dict):
         """Runs on the main thread when the worker answered: result -> masked preview segments."""
         received = self.clock()
         if run.discard:
@@ -329,7 +226,7 @@ class FewShotEffectLogic:
         self._record(run, outputs, received)
         return preview
 
-    def _record(self, run: _Run, outputs: dict, received: float) -> None:
+    def _record(self, run: effect_inputs.Run, outputs: dict, received: float) -> None:
         seconds = (outputs.get("report") or {}).get("seconds") or {}
         done = self.clock()
         self.timings.append({"kind": run.kind, "warm": bool(outputs.get("warm")), "export_s": run.exportS,
@@ -361,6 +258,10 @@ class FewShotEffectLogic:
         except UserInputError as exc:
             self.lastError = str(exc)
             self._status(str(exc))
+        except Exception as exc:  # noqa: BLE001 - e.g. the worker cannot start: shown, logged, never raised into VTK
+            logging.exception("MultiModalGen few-shot: the update could not start")
+            self.lastError = f"{type(exc).__name__}: {exc}"
+            self._status("few-shot failed: " + self.lastError)
 
     def describe(self) -> str:
         """Status text: what the preview holds, its timing and optional engine fields (confidence...)."""
@@ -450,6 +351,4 @@ class FewShotEffectLogic:
     def cleanup(self) -> None:
         """Effect deactivated / scene closed: drop the preview and the cached image files."""
         self.cancel()
-        if self._cacheFolder is not None:
-            shutil.rmtree(self._cacheFolder, ignore_errors=True)
-        self._cacheFolder, self._imageCache = None, {}
+        self._images.clear()
