@@ -55,7 +55,7 @@ class FewShotEffectLogic:
 
     def __init__(self, effect, moduleLogic, util, scene, newOrientedImage: Callable[[], Any], mutable,
                  modeSet: int = 1, clock: Callable[[], float] = time.perf_counter):
-        self.effect, self._moduleLogic = effect, moduleLogic
+        self.effect, self._moduleLogic, self._resolvedLogic = effect, moduleLogic, None
         self.util, self.scene, self.newOrientedImage, self.mutable = util, scene, newOrientedImage, mutable
         self.modeSet, self.clock = modeSet, clock
         self.extraVolumes: list = []
@@ -81,8 +81,11 @@ class FewShotEffectLogic:
     # -- state ---------------------------------------------------------------------------------------------------
     @property
     def logic(self):
-        return self._moduleLogic() if callable(self._moduleLogic) and not hasattr(self._moduleLogic, "runTask") \
-            else self._moduleLogic
+        """The module logic (resolved once: the effect polls it every few tens of milliseconds)."""
+        if self._resolvedLogic is None:
+            provider = self._moduleLogic
+            self._resolvedLogic = provider if hasattr(provider, "runTask") else provider()
+        return self._resolvedLogic
 
     @property
     def state(self) -> str:
