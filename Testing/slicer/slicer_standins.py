@@ -9,9 +9,13 @@ effect with masking and undo) are in `segment_editor_standins.py`.
 
 from __future__ import annotations
 
+import itertools
 import types
 
 import numpy as np
+
+_UIDS = itertools.count(1)      # MRML node IDs are unique in a scene ("vtkMRMLScalarVolumeNode1", ...)
+_MTIMES = itertools.count(1)    # vtkObject modification times only grow
 
 
 class Matrix4x4:
@@ -99,7 +103,7 @@ class NodeBase:
         return self.name
 
     def GetID(self):
-        return f"{self.className}_{self.name}"
+        return f"{self.className}{self.__dict__.setdefault('uid', next(_UIDS))}"
 
     def IsA(self, className):
         return className == self.className or (className == "vtkMRMLTransformNode" and "Transform" in self.className)
@@ -170,6 +174,7 @@ class VolumeNode(NodeBase):
 
     def __init__(self, arrayKJI, ijkToRas, name="vol", parent=None):
         self.kji = np.array(arrayKJI)
+        self.mtime = next(_MTIMES)
         self.ijkToRas = np.array(ijkToRas, dtype=np.float64)
         self.name = name
         self.parent = parent
@@ -186,7 +191,7 @@ class VolumeNode(NodeBase):
 
     def GetImageData(self):
         return types.SimpleNamespace(GetDimensions=lambda: tuple(reversed(self.kji.shape[:3])),
-                                     GetMTime=lambda: id(self.kji))
+                                     GetMTime=lambda: self.mtime)
 
 
 class Mutable:
@@ -392,6 +397,7 @@ class Util:
     @staticmethod
     def updateVolumeFromArray(node, arrayKJI):
         node.kji = np.array(arrayKJI)
+        node.mtime = next(_MTIMES)
 
     @staticmethod
     def arrayFromSegmentBinaryLabelmap(segNode, segId, referenceNode):
