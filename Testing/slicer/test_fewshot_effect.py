@@ -177,3 +177,15 @@ def test_large_volume_quick_crop_is_refined_after_a_pause_and_before_apply(runne
     assert [t["kind"] for t in scene.logic.timings[-2:]] == ["quick", "full"]
     applied = mask_ijk(scene.segmentation, scene.ids["tumour"])
     assert dice(applied, scene.truth["tumour"]) > 0.75
+
+
+def test_slices_painted_along_another_axis(runner):
+    scene = make_scene(runner, names=("tumour",))
+    truth = scene.truth["tumour"]
+    painting = np.zeros_like(truth, dtype=np.uint8)
+    painting[[12, 18, 24]] = truth[[12, 18, 24]]  # sagittal (i) slices
+    se.paint(scene.segmentation, scene.ids["tumour"], bridge.volumeArrayToSlicerArray(painting))
+    scene.logic.waitUntilIdle()
+    predicted = mask_ijk(scene.segmentation.GetNodeReference(PREVIEW_ROLE), scene.ids["tumour"])
+    assert np.array_equal(predicted[[12, 18, 24]], truth[[12, 18, 24]])
+    assert dice(predicted, truth) > 0.75
