@@ -176,8 +176,9 @@ class FewShotEffectLogic:
         try:
             self.logic.runTask("fewshot", params, wait=False, onFinished=self._onFinished, folder=folder,
                                importResult=lambda outputs: self._importResult(run, outputs))
-        except Exception:
+        except Exception:  # not started (e.g. a panel task is running): nothing will clean the folder but us
             self._run = None
+            shutil.rmtree(folder, ignore_errors=True)
             raise
         self._status("computing the 3D preview..." if kind != "full" else "refining at full resolution...")
 
