@@ -92,26 +92,37 @@ def install_modules(host_layout):
     sys.modules.update({"qt": qt, "slicer": slicer, "vtk": vtk, "SegmentEditorEffects": effects,
                         "vtkSegmentationCorePython": core})
 
-    class ScriptedEffect:
-        """qSlicerSegmentEditorScriptedEffect stand-in: options widgets go into one form layout."""
-
-        def addOptionsWidget(self, widget):
-            if isinstance(widget, QtWidgets.QLayout):
-                host_layout.addRow(widget)
-            else:
-                host_layout.addRow(widget)
-
-        def addLabeledOptionsWidget(self, label, widget):
-            host_layout.addRow(label, widget)
-
-        def parameterSetNode(self):
-            return None
-
-    return ScriptedEffect()
+    return OptionsHost(host_layout)
 
 
-def build(width: int = 420):
-    """(host widget, effect instance) with the effect's options panel set up and synchronised once."""
+class OptionsHost:
+    """The options-frame part of qSlicerSegmentEditorScriptedEffect (`addOptionsWidget`, `addLabeledOptionsWidget`:
+    widgets and layouts go into one form layout); `parameterSetNode()` is None unless `scripted` (e.g. the
+    `segment_editor_standins.ScriptedEffect`) provides the editor side."""
+
+    def __init__(self, layout, scripted=None):
+        self.layout, self.scripted = layout, scripted
+
+    def addOptionsWidget(self, widget):
+        self.layout.addRow(widget)
+
+    def addLabeledOptionsWidget(self, label, widget):
+        self.layout.addRow(label, widget)
+
+    def __getattr__(self, name):
+        if self.scripted is None:
+            if name == "parameterSetNode":
+                return lambda: None
+            raise AttributeError(name)
+        return getattr(self.scripted, name)
+
+
+def build(width: int = 420, scripted=None, configure=None):
+    """(host widget, effect instance) with the effect's options panel set up and synchronised once.
+
+    scripted: the editor side of the scripted effect (parameterSetNode, saveStateForUndo, modifySegmentByLabelmap);
+    configure(modules): called with the stub modules dict before the effect file loads (tests replace `slicer`
+    attributes there with stand-ins)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     sys.path.insert(0, str(ROOT / "MultiModalGen"))
     from PySide6.QtWidgets import QApplication, QFormLayout, QGroupBox
@@ -119,13 +130,16 @@ def build(width: int = 420):
     app = QApplication.instance() or QApplication([])
     host = QGroupBox("MultiModalGen few-shot")
     layout = QFormLayout(host)
-    scripted = install_modules(layout)
+    host_side = install_modules(layout)
+    host_side.scripted = scripted
+    if configure is not None:
+        configure(sys.modules)
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("mmg_fewshot_effect", EFFECT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    effect = module.SegmentEditorEffect(scripted)
+    effect = module.SegmentEditorEffect(host_side)
     effect.setupOptionsFrame()
     effect.updateMRMLFromGUI()
     host.resize(width, host.sizeHint().height())
