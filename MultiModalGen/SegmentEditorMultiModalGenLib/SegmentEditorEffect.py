@@ -160,8 +160,9 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             self.observedSegmentation.RemoveObserver(tag)
         self.observerTags, self.observedSegmentation = [], segmentation
         if segmentation is not None:
+            # a stroke modifies a segment; removing a painted segment changes the painting too (adding an empty
+            # segment does not: no update for it)
             for event in (vtkSegmentationCore.vtkSegmentation.SegmentModified,
-                          vtkSegmentationCore.vtkSegmentation.SegmentAdded,
                           vtkSegmentationCore.vtkSegmentation.SegmentRemoved):
                 self.observerTags.append(segmentation.AddObserver(event, self.onSegmentationModified))
 

@@ -109,7 +109,7 @@ class FewShotEffectLogic:
 
     # -- requests ------------------------------------------------------------------------------------------------
     def onSegmentationModified(self, *args) -> None:
-        """Observer of the segmentation's SegmentModified/Added/Removed events (a stroke)."""
+        """Observer of the segmentation's SegmentModified / SegmentRemoved events (a stroke)."""
         if self._applying or not self.autoUpdate or self.mode != "slices":
             return
         self._pendingStroke = self._lastStroke = self.clock()

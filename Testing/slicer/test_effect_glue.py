@@ -87,7 +87,10 @@ def test_effect_class_stroke_preview_apply_undo(runner, stubs):
 
     host, effect = render_effect.build(scripted=scripted, configure=configure)
     effect.activate()
-    assert len(segmentation.segmentation.observers) == 3  # SegmentModified, SegmentAdded, SegmentRemoved
+    assert sorted(e for e, _ in segmentation.segmentation.observers.values()) == [sx.Segmentation.SegmentModified,
+                                                                                  sx.Segmentation.SegmentRemoved]
+    segmentation.segmentation.AddEmptySegment("", "empty", (0, 1, 0))  # not a stroke: no run
+    assert effect.fewshot.state == "idle" and effect.fewshot.timings == []
     painting = slices_of(truth["tumour"], [9, 15, 21])
     se.paint(segmentation, segId, bridge.volumeArrayToSlicerArray(painting))  # a stroke
     assert effect.fewshot.state == "computing"
