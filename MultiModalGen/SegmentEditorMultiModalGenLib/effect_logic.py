@@ -200,20 +200,14 @@ class FewShotEffectLogic:
                                             run.affine, shape)
         preview = self.previewNode(create=True, reference=run.referenceVolume)
         segmentation = preview.GetSegmentation()
-        painted = None
-        if run.kind != "support":  # a slice painted with any segment is the user's answer for every segment
-            union = np.any([run.masks[s] for s in run.segmentIds], axis=0)
-            axis, slices = bridge.annotatedSlices(union)
-            painted = [slice(None)] * 3
-            painted[axis] = slices
-            painted = tuple(painted)
+        painted = self._paintedSlices(run, outputs) if run.kind != "support" else []
         for n, previewId in enumerate(run.segmentIds):
             predicted = labelKJI == (n + 1)
             target = run.targets[previewId]
             old = run.masks.get(target) if target else None
             old = np.zeros(labelKJI.shape, bool) if old is None else old
-            if painted is not None:  # painted slices keep exactly what the user painted
-                predicted[painted] = old[painted]
+            for index in painted:  # painted slices keep exactly what the user painted
+                predicted[index] = old[index]
             editable = editableMask(run.settings, target or "", run.masks, run.visible, run.sourceArray)
             final = applySet(predicted, old, editable)
             if not segmentation.GetSegment(previewId):
@@ -230,12 +224,29 @@ class FewShotEffectLogic:
         self._record(run, outputs, received)
         return preview
 
+    @staticmethod
+    def _paintedSlices(run: effect_inputs.Run, outputs: dict) -> list[tuple]:
+        """`(K, J, I)` index tuples of the slices the engine treated as painted (a slice painted with any segment
+        is the user's answer for every segment): the engine's reported axes, else the backend's axis rule."""
+        axes = outputs.get("axes") or (outputs.get("report") or {}).get("axes")
+        if not axes:
+            union = np.any([run.masks[s] for s in run.segmentIds], axis=0)
+            axis, slices = bridge.annotatedSlices(union.transpose(2, 1, 0), affine=run.affine)
+            axes = [{"axis": axis, "slices": slices}]
+        out = []
+        for item in axes:
+            index = [slice(None)] * 3
+            index[2 - int(item["axis"])] = [int(v) for v in item["slices"]]  # voxel axis i, j, k -> array axis
+            out.append(tuple(index))
+        return out
+
     def _record(self, run: effect_inputs.Run, outputs: dict, received: float) -> None:
         seconds = (outputs.get("report") or {}).get("seconds") or {}
+        engine = (outputs.get("timings") or {}).get("engine", seconds.get("total"))
         done = self.clock()
         self.timings.append({"kind": run.kind, "warm": bool(outputs.get("warm")), "export_s": run.exportS,
                              "worker_s": received - run.submitted,
-                             "engine_s": float(seconds["total"]) if "total" in seconds else None,
+                             "engine_s": float(engine) if engine is not None else None,
                              "import_s": done - received, "stroke_to_preview_s": done - run.strokeTime})
 
     def _onFinished(self, result, error) -> None:

@@ -64,3 +64,15 @@ def test_logic_stand_in_offers_only_what_the_module_logic_has():
         if isinstance(f, ast.FunctionDef) and f.name != "__init__":
             assert f.name in methods, f.name
             assert [a.arg for a in f.args.args] == methods[f.name], f.name
+
+
+def test_worker_output_suffix_door_key():
+    from multimodalgen.worker.verb_task import _with_suffix
+
+    assert _with_suffix("segmentation.nii.gz", None) == "segmentation.nii.gz"
+    assert _with_suffix("segmentation.nii.gz", ".nii") == "segmentation.nii"
+    assert _with_suffix("warped.nii.gz", ".nrrd") == "warped.nrrd"
+    with pytest.raises(UserInputError, match="unsupported output_suffix"):
+        _with_suffix("segmentation.nii.gz", ".png")
+    with pytest.raises(UserInputError, match="image outputs only"):
+        _with_suffix(".", ".nii")
