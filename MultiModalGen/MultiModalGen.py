@@ -33,8 +33,9 @@ class MultiModalGen(ScriptedLoadableModule):
         self.parent.contributors = ["MultiModalGen developers (https://github.com/multimodalgen)"]
         self.parent.helpText = _(
             "Multimodal registration (rigid, affine, deformable; MR, CT, PET), few-shot segmentation from a few "
-            "painted slices, personalized multimodal segmentation and site adapters, on a contrast-invariant 3D "
-            "encoder. Work runs in a background process (or a remote GPU server); the panel never freezes. "
+            "painted slices (the Segment Editor effect 'MultiModalGen few-shot'), personalized multimodal "
+            "segmentation and site adapters, on a contrast-invariant 3D encoder. Work runs in a background process "
+            "(or a remote GPU server); the panel never freezes. Sample volumes: Sample Data module, MultiModalGen. "
             'See the <a href="https://github.com/multimodalgen/SlicerMultiModalGen">documentation</a> and the '
             '<a href="https://github.com/multimodalgen/SlicerMultiModalGen#troubleshooting">troubleshooting</a> '
             "section.")
@@ -42,6 +43,14 @@ class MultiModalGen(ScriptedLoadableModule):
             "Built on published methods: randomized-synthesis foundation encoder (Dey et al., arXiv 2411.02372), "
             "personalized invariant representations (Tan et al., arXiv 2411.06106), mixture-of-rank adapters "
             "(arXiv 2603.17514) and UMD pretraining techniques (arXiv 2404.06057). Weights are the project's own.")
+        # The few-shot Segment Editor effect and the Sample Data entries need the application fully started.
+        slicer.app.connect("startupCompleted()", self.onStartupCompleted)
+
+    def onStartupCompleted(self):
+        from MultiModalGenLib import startup
+
+        startup.registerEditorEffect()
+        startup.registerSampleData()
 
 
 @parameterNodeWrapper
@@ -57,8 +66,6 @@ class MultiModalGenParameterNode:
     movingSegmentation: vtkMRMLSegmentationNode
     outputTransform: vtkMRMLTransformNode
     outputVolume: vtkMRMLScalarVolumeNode
-    fewshotVolume: vtkMRMLScalarVolumeNode
-    fewshotExtraVolume: vtkMRMLScalarVolumeNode
     t1Volume: vtkMRMLScalarVolumeNode
     t2Volume: vtkMRMLScalarVolumeNode
     pdVolume: vtkMRMLScalarVolumeNode
@@ -99,10 +106,7 @@ class MultiModalGenWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ui = self.ui
         ui.registerButton.connect("clicked(bool)", self.onRegister)
         ui.beforeAfterButton.connect("toggled(bool)", self.onBeforeAfter)
-        ui.fewshotPreviewButton.connect("clicked(bool)", self.onFewShotPreview)
-        ui.fewshotUpdateButton.connect("clicked(bool)", self.onFewShotPreview)
-        ui.fewshotApplyButton.connect("clicked(bool)", self.onFewShotApply)
-        ui.fewshotCancelButton.connect("clicked(bool)", self.onFewShotCancel)
+        ui.fewshotOpenEffectButton.connect("clicked(bool)", self.onOpenFewShotEffect)
         ui.segmentButton.connect("clicked(bool)", self.onSegment)
         ui.finetuneButton.connect("clicked(bool)", self.onFinetune)
         ui.adapterRefreshButton.connect("clicked(bool)", self.refreshAdapters)
@@ -112,7 +116,6 @@ class MultiModalGenWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ui.cancelButton.connect("clicked(bool)", self.onCancel)
         ui.testConnectionButton.connect("clicked(bool)", self.onTestConnection)
         ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
-        ui.fewshotSegmentSelector.connect("currentSegmentChanged(QString)", self.updateButtons)
         import ctk
 
         ui.dataFolderPathLineEdit.filters = ctk.ctkPathLineEdit.Dirs
@@ -173,10 +176,6 @@ class MultiModalGenWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if p is None:
             return
         ui.registerButton.enabled = not busy and bool(p.fixedVolume and p.movingVolume)
-        segmentReady = bool(p.fewshotVolume and ui.fewshotSegmentSelector.currentNode()
-                            and ui.fewshotSegmentSelector.currentSegmentID())
-        ui.fewshotPreviewButton.enabled = ui.fewshotUpdateButton.enabled = not busy and segmentReady
-        ui.fewshotApplyButton.enabled = ui.fewshotCancelButton.enabled = not busy and segmentReady
         ui.segmentButton.enabled = not busy and any(getattr(p, f) for f in MODALITY_FIELDS.values())
         ui.finetuneButton.enabled = not busy
         ui.cancelButton.enabled = busy
@@ -233,24 +232,16 @@ class MultiModalGenWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.showRegistrationResult(p.movingVolume, p.outputTransform, not showBefore)
             self.ui.beforeAfterButton.text = _("Show after") if showBefore else _("Show before")
 
-    def onFewShotPreview(self) -> None:
-        p, selector = self._parameterNode, self.ui.fewshotSegmentSelector
-        with slicer.util.tryWithErrorDisplay(_("Few-shot preview could not start."), waitCursor=True):
-            self.ui.fewshotInfoLabel.text = self.logic.fewShotPreview(
-                [p.fewshotVolume, p.fewshotExtraVolume], selector.currentNode(), selector.currentSegmentID(),
-                wait=False, onFinished=self.onTaskFinished)
-            self.startTaskDisplay(_("Computing preview..."))
+    def onOpenFewShotEffect(self) -> None:
+        """Few-shot segmentation is the "MultiModalGen few-shot" Segment Editor effect: switch there."""
+        with slicer.util.tryWithErrorDisplay(_("Cannot open the few-shot effect."), waitCursor=False):
+            from MultiModalGenLib import startup
 
-    def onFewShotApply(self) -> None:
-        selector = self.ui.fewshotSegmentSelector
-        with slicer.util.tryWithErrorDisplay(_("Cannot apply the preview."), waitCursor=True):
-            self.logic.fewShotApply(selector.currentNode(), selector.currentSegmentID(),
-                                    self._parameterNode.fewshotVolume)
-            self.ui.statusLabel.text = _("Preview applied; painted slices kept as painted.")
-
-    def onFewShotCancel(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Cannot discard the preview."), waitCursor=False):
-            self.logic.fewShotDiscard(self.ui.fewshotSegmentSelector.currentNode())
+            slicer.util.selectModule("SegmentEditor")
+            editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+            editor.setActiveEffectByName(startup.EFFECT_NAME)
+            if editor.activeEffect() is None:
+                raise RuntimeError(_("The few-shot effect is not registered; restart Slicer after installing."))
 
     def onSegment(self) -> None:
         p = self._parameterNode

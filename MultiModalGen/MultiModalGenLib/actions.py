@@ -15,6 +15,8 @@ import tempfile
 import numpy as np
 
 from MultiModalGenLib import bridge
+from MultiModalGenLib.segment_info import (PREVIEW_NAME_SUFFIX, PREVIEW_TAG, TERMINOLOGY_TAG, completeSegmentInfos,
+                                           segmentTag)
 from multimodalgen.errors import UserInputError
 from multimodalgen.worker import protocol
 
@@ -28,13 +30,14 @@ def newExchangeFolder() -> pathlib.Path:
 
 
 def exportVolume(node, folder: pathlib.Path, name: str, modality: str | None = None, label: bool = False,
-                 applyParentTransform: bool = True) -> dict:
+                 applyParentTransform: bool = True, suffix: str = ".nii.gz") -> dict:
     """Write a volume node as NIfTI (through the bridge: copied, (I,J,K), RAS affine); returns a file reference.
-    With `applyParentTransform` a linear parent transform is included in the affine (world coordinates)."""
+    With `applyParentTransform` a linear parent transform is included in the affine (world coordinates).
+    `suffix` ".nii" writes uncompressed (faster for a local worker)."""
     from multimodalgen.io import write_label, write_volume
 
     volume = bridge.volumeFromNode(node, modality=modality, applyParentTransform=applyParentTransform)
-    path = pathlib.Path(folder) / f"{name}.nii.gz"
+    path = pathlib.Path(folder) / f"{name}{suffix}"
     if label:  # a mask: non-zero = inside
         write_label(volume.with_array((volume.array > 0).astype(np.uint8), modality="LABEL"), path)
     else:
@@ -159,11 +162,16 @@ def previewSegmentation(segmentationNode, create: bool = True):
 
 def importFewShotPreview(outputs: dict, segmentationNode, segmentId: str, referenceVolume):
     """Write the predicted structure into the preview segmentation (the user's segment is untouched)."""
+    import vtk
+
     label = readOutputVolume(outputs["segmentation"], label=True)
     preview = previewSegmentation(segmentationNode)
     segment = segmentationNode.GetSegmentation().GetSegment(segmentId)
-    bridge.updateSegmentationFromLabelVolume(preview, label.with_array((label.array > 0).astype(np.uint8)),
-                                             referenceVolume, {1: segment.GetName()}, {1: segment.GetColor()})
+    ids = bridge.updateSegmentationFromLabelVolume(
+        preview, label.with_array((label.array > 0).astype(np.uint8)), referenceVolume,
+        {1: segment.GetName() + PREVIEW_NAME_SUFFIX}, {1: segment.GetColor()},
+        terminologies={1: segmentTag(segment, TERMINOLOGY_TAG, vtk.mutable)})
+    preview.GetSegmentation().GetSegment(ids[1]).SetTag(PREVIEW_TAG, "1")
     return preview
 
 
@@ -173,7 +181,7 @@ def applyFewShotPreview(segmentationNode, segmentId: str, referenceVolume) -> No
 
     preview = previewSegmentation(segmentationNode, create=False)
     if preview is None or preview.GetSegmentation().GetNumberOfSegments() == 0:
-        raise UserInputError("there is no preview to apply", fix="click Preview first")
+        raise UserInputError("there is no preview to apply", fix="call fewShotPreview first")
     painted = bridge.labelVolumeFromSegmentation(segmentationNode, referenceVolume, [segmentId])
     previewId = preview.GetSegmentation().GetNthSegmentID(0)
     predicted = bridge.labelVolumeFromSegmentation(preview, referenceVolume, [previewId])
@@ -216,15 +224,19 @@ def importSegment(outputs: dict, referenceVolume, outputSegmentation=None):
     candidates = referenceVolume if isinstance(referenceVolume, (list, tuple)) else [referenceVolume]
     referenceVolume = next((n for n in candidates if tuple(n.GetImageData().GetDimensions()) == label.shape3d
                             and np.allclose(bridge.nodeAffine(n), label.affine, atol=1e-3)), candidates[0])
-    segments = outputs.get("segments") or [{"label": int(v), "name": f"label {int(v)}"}
-                                           for v in np.unique(label.array) if v > 0]
+    # names, colours and terminology from the model's label definitions (what the task or the label map carries),
+    # completed from multimodalgen.terminology where the task gave only names
+    segments = completeSegmentInfos(outputs.get("segments") or label.metadata.get("segments"),
+                                    [int(v) for v in np.unique(label.array) if v > 0])
     if outputSegmentation is None:
         outputSegmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode",
                                                                 f"{referenceVolume.GetName()} segmentation")
         outputSegmentation.CreateDefaultDisplayNodes()
-    names = {int(s["label"]): s["name"] for s in segments}
-    colors = {int(s["label"]): tuple(s["color"]) for s in segments if s.get("color")}
-    bridge.updateSegmentationFromLabelVolume(outputSegmentation, label, referenceVolume, names, colors)
+    names = {s["label"]: s["name"] for s in segments}
+    colors = {s["label"]: tuple(s["color"]) for s in segments}
+    terminologies = {s["label"]: s["terminology"] for s in segments}
+    bridge.updateSegmentationFromLabelVolume(outputSegmentation, label, referenceVolume, names, colors,
+                                             terminologies=terminologies)
     return outputSegmentation
 
 

@@ -276,8 +276,9 @@ def labelVolumeFromSegmentation(segmentationNode, referenceVolumeNode, segmentId
 
 def updateSegmentationFromLabelVolume(segmentationNode, label: Volume, referenceVolumeNode,
                                       names: dict[int, str], colors: dict[int, tuple] | None = None,
-                                      util=None) -> dict[int, str]:
+                                      util=None, terminologies: dict[int, str] | None = None) -> dict[int, str]:
     """Write each label of a backend label map into a segment (found by name or created) of `segmentationNode`.
+    `terminologies` gives each label's Slicer `TerminologyEntry` tag string (set on the segment when non-empty).
 
     The label map must lie on the reference volume's grid (checked, never resampled silently). Sets the
     segmentation's reference geometry. Returns {label: segment id}.
@@ -297,6 +298,8 @@ def updateSegmentationFromLabelVolume(segmentationNode, label: Volume, reference
         if not segId:
             color = (colors or {}).get(value) or segmentColor(n)
             segId = segmentation.AddEmptySegment(name, name, list(color))
+        if (terminologies or {}).get(value):
+            segmentation.GetSegment(segId).SetTag("TerminologyEntry", terminologies[value])
         util.updateSegmentBinaryLabelmapFromArray(mask, segmentationNode, segId, referenceVolumeNode)
         ids[value] = segId
     return ids

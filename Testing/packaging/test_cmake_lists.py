@@ -79,5 +79,5 @@ def test_extension_metadata_consistent():
     text = (ROOT / "CMakeLists.txt").read_text()
     assert "find_package(Slicer REQUIRED)" in text and "add_subdirectory(MultiModalGen)" in text
     # the icon and screenshot the URLs point to are in the repository at those paths
-    for url in (cm["ICONURL"], cm["SCREENSHOTURLS"]):
+    for url in [cm["ICONURL"], *cm["SCREENSHOTURLS"].split()]:
         assert (ROOT / url.split("/main/", 1)[1]).is_file(), url

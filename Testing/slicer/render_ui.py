@@ -19,8 +19,8 @@ DEFAULT_OUT = ROOT / "Resources" / "Screenshots" / "MultiModalGen-panel.png"
 SAMPLE_NODES = {
     "fixedVolumeSelector": "CT (fixed)", "movingVolumeSelector": "MR-T1 (moving)",
     "outputTransformSelector": "Create new transform", "outputVolumeSelector": "None (transform only)",
-    "fewshotVolumeSelector": "MR-T1", "t1VolumeSelector": "MR-T1", "t2VolumeSelector": "MR-T2",
-    "outputSegmentationSelector": "Create new segmentation", "fewshotSegmentSelector": "Segmentation: liver",
+    "t1VolumeSelector": "MR-T1", "t2VolumeSelector": "MR-T2",
+    "outputSegmentationSelector": "Create new segmentation",
 }
 
 
@@ -59,7 +59,6 @@ def render(out: Path = DEFAULT_OUT, width: int = 440) -> Path:
                 child.hide()
     panel.findChild(QWidget, "registrationModeComboBox").setCurrentText("deformable")
     panel.findChild(QWidget, "adapterListWidget").addItems(["site-adapter (T1, T2, FLAIR)", "ct-liver-2026"])
-    panel.findChild(QWidget, "fewshotInfoLabel").setText("3 slice(s) along K: 41, 57, 73")
     panel.findChild(QWidget, "progressBar").setValue(42)
     panel.findChild(QWidget, "statusLabel").setText("deformable: level 2/3 (ConvexAdam)")
     panel.findChild(QWidget, "logTextEdit").setMaximumHeight(60)

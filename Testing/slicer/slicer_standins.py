@@ -1,18 +1,25 @@
-"""Small stand-ins for the Slicer/VTK objects the bridge touches, offering the same method names.
+"""Small stand-ins for the Slicer/VTK objects the bridge and the actions touch, offering the same method names.
 
 They hold numpy arrays in Slicer's layout (volumes `(K, J, I)`, displacement grids `(K, J, I, 3)`) and return
-*views* from the `arrayFrom*` accessors, like Slicer does, so a bridge that forgets to copy is caught.
+*views* from the `arrayFrom*` accessors, like Slicer does, so a bridge that forgets to copy is caught. Each class
+names the Slicer/VTK API it mimics (Slicer 5.10+ Python API; C++ headers under Libs/MRML/Core,
+Modules/Loadable/Segmentations and Base/Python/slicer/util.py). The Segment Editor stand-ins (editor node, scripted
+effect with masking and undo) are in `segment_editor_standins.py`.
 """
 
 from __future__ import annotations
 
+import itertools
 import types
 
 import numpy as np
 
+_UIDS = itertools.count(1)      # MRML node IDs are unique in a scene ("vtkMRMLScalarVolumeNode1", ...)
+_MTIMES = itertools.count(1)    # vtkObject modification times only grow
+
 
 class Matrix4x4:
-    """vtkMatrix4x4 stand-in."""
+    """`vtk.vtkMatrix4x4` stand-in: GetElement / SetElement / DeepCopy on a 4x4 float64 array."""
 
     def __init__(self, array=None):
         self.a = np.eye(4) if array is None else np.array(array, dtype=np.float64)
@@ -65,6 +72,9 @@ class ImageData:
 
 
 class OrientedGridTransform:
+    """`slicer.vtkOrientedGridTransform` stand-in: SetDisplacementGridData / GetDisplacementGrid and the grid
+    direction matrix (Libs/vtkAddon/vtkOrientedGridTransform.h)."""
+
     def __init__(self):
         self.image = None
         self.direction = Matrix4x4()
@@ -83,7 +93,9 @@ class OrientedGridTransform:
 
 
 class NodeBase:
-    """ID, name, class, node references and parent transform, as MRML nodes have them."""
+    """`vtkMRMLNode` / `vtkMRMLTransformableNode` stand-in: ID, name, class, attributes, node references
+    (SetNodeReferenceID / GetNodeReference) and the parent transform (SetAndObserveTransformNodeID,
+    GetTransformNodeID, GetParentTransformNode)."""
 
     className = "vtkMRMLNode"
 
@@ -91,13 +103,27 @@ class NodeBase:
         return self.name
 
     def GetID(self):
-        return f"{self.className}_{self.name}"
+        return f"{self.className}{self.__dict__.setdefault('uid', next(_UIDS))}"
 
     def IsA(self, className):
         return className == self.className or (className == "vtkMRMLTransformNode" and "Transform" in self.className)
 
     def SetNodeReferenceID(self, role, nodeId):
-        self.__dict__.setdefault("references", {})[role] = nodeId
+        refs = self.__dict__.setdefault("references", {})
+        if nodeId:
+            refs[role] = nodeId
+        else:  # Slicer: a None/empty ID removes the reference
+            refs.pop(role, None)
+
+    def SetAttribute(self, name, value):
+        self.__dict__.setdefault("attributes", {})[name] = value
+
+    def GetAttribute(self, name):
+        return self.__dict__.get("attributes", {}).get(name)
+
+    def GetTransformNodeID(self):
+        parent = self.__dict__.get("parent")
+        return parent.GetID() if parent is not None else None
 
     def GetNodeReference(self, role):
         nodeId = self.__dict__.get("references", {}).get(role)
@@ -148,6 +174,7 @@ class VolumeNode(NodeBase):
 
     def __init__(self, arrayKJI, ijkToRas, name="vol", parent=None):
         self.kji = np.array(arrayKJI)
+        self.mtime = next(_MTIMES)
         self.ijkToRas = np.array(ijkToRas, dtype=np.float64)
         self.name = name
         self.parent = parent
@@ -164,25 +191,77 @@ class VolumeNode(NodeBase):
 
     def GetImageData(self):
         return types.SimpleNamespace(GetDimensions=lambda: tuple(reversed(self.kji.shape[:3])),
-                                     GetMTime=lambda: id(self.kji))
+                                     GetMTime=lambda: self.mtime)
+
+
+class Mutable:
+    """`vtk.mutable` stand-in: a string holder that output arguments (e.g. `vtkSegment.GetTag`) write into."""
+
+    def __init__(self, value=""):
+        self.value = value
+
+    def set(self, value):
+        self.value = value
+
+    def __str__(self):
+        return str(self.value)
 
 
 class Segment:
+    """`vtkSegment` stand-in: name, colour and tags (`GetTag(name, vtk.mutable)` returns found and fills the
+    holder, as Slicer's Python wrapping does; Libs/vtkSegmentationCore/vtkSegment.h)."""
+
     def __init__(self, name, color):
         self.name, self.color = name, tuple(color)
+        self.tags: dict[str, str] = {}
 
     def GetName(self):
         return self.name
 
+    def SetName(self, name):
+        self.name = name
+
     def GetColor(self):
         return self.color
 
+    def SetColor(self, r, g, b):
+        self.color = (float(r), float(g), float(b))
+
+    def SetTag(self, tag, value):
+        self.tags[tag] = str(value)
+
+    def GetTag(self, tag, holder):
+        if tag not in self.tags:
+            return False
+        holder.set(self.tags[tag])
+        return True
+
 
 class Segmentation:
+    """`vtkSegmentation` stand-in: ordered segments, AddEmptySegment / RemoveSegment / lookups by ID and name.
+    Binary labelmaps are kept per segment as `(K, J, I)` arrays on the reference grid (`masks`)."""
+
+    SegmentModified, SegmentAdded, SegmentRemoved = 62100, 62101, 62102  # vtkSegmentation event IDs (values arbitrary)
+
     def __init__(self):
         self.order: list[str] = []
         self.segments: dict[str, Segment] = {}
         self.masks: dict[str, np.ndarray] = {}
+        self.observers: dict[int, tuple[int, object]] = {}
+
+    # vtkObject observers (AddObserver returns a tag; callbacks get (caller, event))
+    def AddObserver(self, event, callback):
+        tag = len(self.observers) + 1
+        self.observers[tag] = (event, callback)
+        return tag
+
+    def RemoveObserver(self, tag):
+        self.observers.pop(tag, None)
+
+    def InvokeEvent(self, event):
+        for observed, callback in list(self.observers.values()):
+            if observed == event:
+                callback(self, event)
 
     def GetNumberOfSegments(self):
         return len(self.order)
@@ -191,28 +270,69 @@ class Segmentation:
         return self.order[n]
 
     def GetSegment(self, segId):
-        return self.segments[segId]
+        return self.segments.get(segId)  # None when absent, as in Slicer
 
     def GetSegmentIdBySegmentName(self, name):
         return next((k for k, s in self.segments.items() if s.name == name), "")
 
     def AddEmptySegment(self, segId, name, color):
-        segId = segId or f"Segment_{len(self.order) + 1}"
+        n = len(self.order) + 1
+        while not segId or segId in self.segments:  # Slicer generates a unique ID when none/a taken one is given
+            segId, n = f"Segment_{n}", n + 1
         self.order.append(segId)
         self.segments[segId] = Segment(name, color)
+        self.InvokeEvent(self.SegmentAdded)
         return segId
+
+    def RemoveSegment(self, segId):
+        self.order.remove(segId)
+        self.segments.pop(segId)
+        self.masks.pop(segId, None)
+        self.InvokeEvent(self.SegmentRemoved)
+
+
+class SegmentationDisplayNode:
+    """`vtkMRMLSegmentationDisplayNode` stand-in: overall opacity and per-segment visibility (default visible)."""
+
+    def __init__(self):
+        self.opacity = 1.0
+        self.hidden: set[str] = set()
+
+    def SetOpacity(self, value):
+        self.opacity = float(value)
+
+    def GetSegmentVisibility(self, segId):
+        return segId not in self.hidden
+
+    def SetSegmentVisibility(self, segId, visible):
+        (self.hidden.discard if visible else self.hidden.add)(segId)
+
+
+class OrientedImageData:
+    """`slicer.vtkOrientedImageData` stand-in: a binary labelmap `(K, J, I)` (filled by
+    `vtkMRMLSegmentationNode.GetBinaryLabelmapRepresentation`)."""
+
+    def __init__(self):
+        self.mask = None
 
 
 class SegmentationNode(NodeBase):
+    """`vtkMRMLSegmentationNode` stand-in: its vtkSegmentation, display node, reference geometry and
+    GetBinaryLabelmapRepresentation(segmentId, vtkOrientedImageData)."""
+
     className = "vtkMRMLSegmentationNode"
 
     def __init__(self, name="Segmentation"):
         self.name = name
         self.segmentation = Segmentation()
         self.reference = None
-        self.display = types.SimpleNamespace(opacity=1.0)
-        self.display.SetOpacity = lambda v: setattr(self.display, "opacity", v)
+        self.display = SegmentationDisplayNode()
         SCENE.add(self)
+
+    def GetBinaryLabelmapRepresentation(self, segId, image):
+        mask = self.segmentation.masks.get(segId)
+        image.mask = None if mask is None else np.array(mask)
+        return mask is not None
 
     def CreateDefaultDisplayNodes(self):
         pass
@@ -228,7 +348,7 @@ class SegmentationNode(NodeBase):
 
 
 class Scene:
-    """vtkMRMLScene stand-in: AddNewNodeByClass for the node classes the actions create."""
+    """`vtkMRMLScene` stand-in: AddNewNodeByClass for the node classes the actions create, RemoveNode."""
 
     def __init__(self):
         self.nodes = {}
@@ -258,7 +378,9 @@ SCENE = Scene()
 
 
 class Util:
-    """slicer.util stand-in: the accessors the bridge calls, with Slicer's axis order and view semantics."""
+    """`slicer.util` stand-in (Base/Python/slicer/util.py): the accessors the bridge calls, with Slicer's axis order
+    and view semantics. `arrayFromSegmentBinaryLabelmap` returns a copy on the reference grid (zeros for an empty
+    segment), like Slicer's export to a temporary labelmap."""
 
     @staticmethod
     def vtkMatrixFromArray(a):
@@ -275,14 +397,21 @@ class Util:
     @staticmethod
     def updateVolumeFromArray(node, arrayKJI):
         node.kji = np.array(arrayKJI)
+        node.mtime = next(_MTIMES)
 
     @staticmethod
     def arrayFromSegmentBinaryLabelmap(segNode, segId, referenceNode):
-        return segNode.segmentation.masks[segId]
+        mask = segNode.segmentation.masks.get(segId)
+        if mask is None:
+            return np.zeros(referenceNode.kji.shape[:3], np.uint8)
+        return np.array(mask)
 
     @staticmethod
     def updateSegmentBinaryLabelmapFromArray(maskKJI, segNode, segId, referenceNode):
+        if tuple(np.shape(maskKJI)) != tuple(referenceNode.kji.shape[:3]):
+            raise ValueError("the array does not match the reference volume")  # Slicer refuses such arrays too
         segNode.segmentation.masks[segId] = np.array(maskKJI)
+        segNode.segmentation.InvokeEvent(Segmentation.SegmentModified)
 
 
 #: (vtk, slicer, numpy_support) stand-ins for the grid-transform wrappers.

@@ -4,6 +4,7 @@ nodes, through the same TaskRunner the Logic uses (a `slicer` stand-in provides 
 from __future__ import annotations
 
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ class DictStore(dict):
 @pytest.fixture()
 def fake_slicer(monkeypatch):
     monkeypatch.setitem(sys.modules, "slicer", sx.fake_slicer_module())
+    monkeypatch.setitem(sys.modules, "vtk", types.SimpleNamespace(mutable=sx.Mutable))
     monkeypatch.setattr(bridge, "_vtkModules", lambda: sx.VTK_MODULES)
     sx.SCENE.nodes.clear()
     return sys.modules["slicer"]
@@ -80,6 +82,7 @@ def test_fewshot_preview_then_apply_keeps_painted_slices(fake_slicer, runner):
     volume = sx.VolumeNode(bridge.volumeArrayToSlicerArray(image.astype(np.float32)), affine, "mr")
     seg = sx.SegmentationNode("seg")
     segId = seg.segmentation.AddEmptySegment("tumour", "tumour", (1, 0, 0))
+    seg.segmentation.GetSegment(segId).SetTag("TerminologyEntry", "T^1^tumour")
     painted = np.zeros(shape, np.uint8)
     for k in (10, 15, 20):
         painted[:, :, k] = truth[:, :, k]
@@ -91,6 +94,9 @@ def test_fewshot_preview_then_apply_keeps_painted_slices(fake_slicer, runner):
     preview = runner.run("fewshot", params, folder=folder, importResult=lambda outputs: actions.importFewShotPreview(
         outputs, seg, segId, volume))
     assert preview.GetName() == "seg preview" and seg.GetNodeReference("MultiModalGenPreview") is preview
+    previewSegment = preview.segmentation.GetSegment(preview.segmentation.order[0])
+    assert previewSegment.GetName() == "tumour (preview)" and previewSegment.tags["MultiModalGen.Preview"] == "1"
+    assert previewSegment.tags["TerminologyEntry"] == "T^1^tumour"  # carried over from the user's segment
     assert np.array_equal(seg.segmentation.masks[segId], bridge.volumeArrayToSlicerArray(painted))  # untouched
     actions.applyFewShotPreview(seg, segId, volume)
     result = bridge.slicerArrayToVolumeArray(seg.segmentation.masks[segId]) > 0

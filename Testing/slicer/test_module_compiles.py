@@ -25,7 +25,11 @@ def test_lib_imports_without_slicer_qt_or_torch():
             "import MultiModalGenLib.bridge, MultiModalGenLib.worker_client, MultiModalGenLib.parameters\n"
             "import MultiModalGenLib.dependencies, MultiModalGenLib.runner, MultiModalGenLib.actions\n"
             "import multimodalgen.worker.runner, multimodalgen.worker.process, multimodalgen.server.manager\n"
-            "heavy = [m for m in ('torch', 'fastapi', 'SimpleITK') if m in sys.modules]\n"
+            "import MultiModalGenLib.segment_info, MultiModalGenLib.sample_data, MultiModalGenLib.startup\n"
+            "import SegmentEditorMultiModalGenLib.effect_logic, SegmentEditorMultiModalGenLib.masking\n"
+            "import SegmentEditorMultiModalGenLib.result_fields, SegmentEditorMultiModalGenLib.effect_inputs\n"
+            "import SegmentEditorMultiModalGenLib.exchange\n"
+            "heavy = [m for m in ('torch', 'fastapi', 'SimpleITK', 'scipy', 'nibabel') if m in sys.modules]\n"
             "print('HEAVY', heavy)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=str(MODULE_DIR), capture_output=True, text=True,
                          timeout=120)

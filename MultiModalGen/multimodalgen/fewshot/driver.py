@@ -28,7 +28,8 @@ def fewshot_files(images: list, *, out: Path, ctx: RunContext, modalities: list 
                   support_images: list | None = None, support_labels: list | None = None, apply_task=None,
                   axis=None, labels=None, seed: int = 0, encoder: str | None = None, resample: bool = False,
                   register: str | None = None, save_task: str | None = None, task=None, image_id: str | None = None,
-                  reset: bool = False, segments: list | None = None, reference_label=None) -> Result:
+                  reset: bool = False, segments: list | None = None, reference_label=None,
+                  preview: bool = False) -> Result:
     """The `fewshot` verb.
 
     Args:
@@ -43,6 +44,8 @@ def fewshot_files(images: list, *, out: Path, ctx: RunContext, modalities: list 
         encoder: "auto" | "on" | "off": add the foundation encoder's features (default off).
         segments: [{label, name, color, ...}] naming the output's label values (written with the label map).
         reference_label: optional ground truth: Dice per label in the metrics.
+        preview: painted-slice mode only: the session's quick result on a crop of at most 128^3 voxels around the
+            painting (0 outside), as the Slicer few-shot effect shows after each stroke.
     """
     modes = [annotation is not None, bool(support_images or support_labels), apply_task is not None]
     if sum(modes) != 1:
@@ -56,7 +59,7 @@ def fewshot_files(images: list, *, out: Path, ctx: RunContext, modalities: list 
     if modes[0]:
         label, warm, task_folder = _painted(images, modalities, annotation, ctx, axis=axis, labels=labels, seed=seed,
                                             encoder=encoder, resample=resample, save_task=save_task, task=task,
-                                            image_id=image_id, reset=reset)
+                                            image_id=image_id, reset=reset, preview=preview)
     elif modes[1]:
         label, task_folder = _support(images, modalities, support_images, support_labels, ctx, labels=labels,
                                       seed=seed, register=register), None
@@ -79,11 +82,15 @@ def fewshot_files(images: list, *, out: Path, ctx: RunContext, modalities: list 
         from multimodalgen.io import read_label
 
         metrics["dice"] = dice_scores(label, read_label(reference_label))
-    return Result(outputs, metrics, {"fewshot": t1 - t0, "write": time.perf_counter() - t1})
+    timings = {"fewshot": t1 - t0, "write": time.perf_counter() - t1}
+    engine_seconds = (label.metadata.get("fewshot") or {}).get("seconds")
+    if isinstance(engine_seconds, dict) and "total" in engine_seconds:  # painted-slice engine alone, no file I/O
+        timings["engine"] = float(engine_seconds["total"])
+    return Result(outputs, metrics, timings)
 
 
 def _painted(images, modalities, annotation, ctx, *, axis, labels, seed, encoder, resample, save_task, task,
-             image_id, reset):
+             image_id, reset, preview=False):
     from multimodalgen.fewshot.engine import FewShotConfig
     from multimodalgen.fewshot.features import FeatureConfig
     from multimodalgen.fewshot.session import FewShotSession
@@ -102,8 +109,8 @@ def _painted(images, modalities, annotation, ctx, *, axis, labels, seed, encoder
         session = open_session()
     if reset:
         session.reset()
-    label = session.segment(read_label(annotation), axis=axis, labels=labels, progress=ctx.progress,
-                            resample=resample)
+    run = session.preview if preview else session.segment
+    label = run(read_label(annotation), axis=axis, labels=labels, progress=ctx.progress, resample=resample)
     return label, warm, (session.save_task(save_task) if save_task else None)
 
 

@@ -155,7 +155,7 @@ VERBS: dict[str, Verb] = {v.name: v for v in (
         _p("support_images", "file_lists"), _p("support_labels", "files"), _p("apply_task", "file"),
         _p("axis", "ints"), _p("labels", "ints"), _p("seed", "int"), _p("encoder"), _p("resample", "bool"),
         _p("register"), _p("save_task", "str"), _p("task", "file"), _p("image_id"), _p("reset", "bool"),
-        _p("segments", "json"), _p("reference_label", "file")),
+        _p("segments", "json"), _p("reference_label", "file"), _p("preview", "bool")),
         "few-shot segmentation: painted slices, labelled support volumes or a saved task -> 3D label map"),
     Verb("resample", "multimodalgen.batch.resample_task:resample_files", "dir", ".", (
         _p("images", "file_map", True), _p("spacing", "float"), _p("format")),

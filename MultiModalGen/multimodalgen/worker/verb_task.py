@@ -2,8 +2,9 @@
 
 Params are the verb's parameters (`multimodalgen.verbs.registry.VERBS`) with every file given as a
 ``{"file": path}`` reference (a plain string where a file is expected is refused, so a server client can only name
-files it uploaded), plus the door keys ``output_dir`` (folder for the outputs; default the request's folder) and
-``device``. The verb's output goes to ``output_dir / verb.default_output``; `finetune` writes folder
+files it uploaded), plus the door keys ``output_dir`` (folder for the outputs; default the request's folder),
+``device`` and ``output_suffix`` (".nii" / ".nii.gz" / ".nrrd" for a file output: uncompressed is faster on one
+machine, e.g. the Slicer few-shot effect per stroke). The verb's output goes to ``output_dir / verb.default_output``; `finetune` writes folder
 ``adapters_dir / adapter_name`` instead. The reply holds the result's metrics, its files as file references
 (a folder output, i.e. an adapter, also zipped for remote clients as ``<name>_zip``) and ``timings``.
 """
@@ -20,7 +21,8 @@ from multimodalgen.verbs.result import Result, RunContext
 from multimodalgen.worker import protocol
 from multimodalgen.worker.tasks import TaskContext
 
-DOOR_KEYS = ("output_dir", "device")
+DOOR_KEYS = ("output_dir", "device", "output_suffix")
+OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd")
 
 
 def local_params(verb, params: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +70,8 @@ def worker_outputs(result: Result) -> dict[str, Any]:
 def run_verb_task(name: str, params: dict, ctx: TaskContext) -> dict:
     """Run verb `name` for a worker request (see the module docstring)."""
     verb = get_verb(name)
-    params = {k: v for k, v in dict(params).items() if k not in DOOR_KEYS}
+    params_in = dict(params)
+    params = {k: v for k, v in params_in.items() if k not in DOOR_KEYS}
     folder = Path(ctx.workdir)
     adapters_dir = params.pop("adapters_dir", None)  # the server always sets it (clients never choose folders)
     if verb.name == "finetune":
@@ -76,6 +79,18 @@ def run_verb_task(name: str, params: dict, ctx: TaskContext) -> dict:
         folder = Path(adapters_dir or folder)
         out = folder / adapter
     else:
-        out = folder / verb.default_output
+        out = folder / _with_suffix(verb.default_output, params_in.get("output_suffix"))
     result = run_verb(verb.name, local_params(verb, params), out, RunContext(ctx.device, ctx.progress, ctx.state))
     return worker_outputs(result)
+
+
+def _with_suffix(name: str, suffix: str | None) -> str:
+    """`name` (e.g. segmentation.nii.gz) with the image suffix `suffix` instead (None: unchanged)."""
+    if suffix is None:
+        return name
+    if suffix not in OUTPUT_SUFFIXES:
+        raise UserInputError("unsupported output_suffix", expected=", ".join(OUTPUT_SUFFIXES), got=str(suffix))
+    stem = next((name[:-len(s)] for s in OUTPUT_SUFFIXES if name.endswith(s)), None)
+    if stem is None:
+        raise UserInputError("output_suffix applies to image outputs only", got=name)
+    return stem + suffix
