@@ -173,6 +173,29 @@ def colin(model, data: Path, seg) -> dict:
             "peak_rss_gb_before": round(before / 1e6, 2)}
 
 
+def adapter_run(base: str, spm: Path, work: Path, truth, steps: int) -> tuple[str, dict]:
+    """MoR adapter fine-tuned on avg152 T1/T2/PD with the truth as a named `.seg.nrrd` (grey matter, white matter,
+    cerebrospinal fluid): returns (adapter folder, {seconds, bytes})."""
+    from multimodalgen.io import read_volume, write_label, write_volume
+    from multimodalgen.personalized.finetune import FinetuneConfig, finetune
+    from multimodalgen.terminology import BRAIN_TISSUES, segments_from_labels
+    from multimodalgen.volume import Volume
+
+    work.mkdir(parents=True, exist_ok=True)
+    for m in MODALITIES:
+        write_volume(read_volume(spm / f"avg152{m}.nii.gz", m), work / f"avg152{m}.nii.gz")
+    named = Volume(truth.array, truth.affine, "LABEL", {"segments": segments_from_labels(BRAIN_TISSUES)})
+    write_label(named, work / "truth.seg.nrrd")
+    (work / "cases.csv").write_text("case,T1,T2,PD,label\navg152,avg152T1.nii.gz,avg152T2.nii.gz,avg152PD.nii.gz,"
+                                    "truth.seg.nrrd\n")
+    out = work / "adapter"
+    t0 = time.perf_counter()
+    finetune(work / "cases.csv", out, FinetuneConfig(steps=steps, crop=48, val_fraction=0.0), base_model=base)
+    seconds = time.perf_counter() - t0
+    size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+    return str(out), {"seconds": round(seconds, 1), "bytes": size, "steps": steps}
+
+
 def mean3(d: dict[str, float]) -> float:
     return float(np.nanmean([d[c] for c in CLASSES]))
 
@@ -185,6 +208,11 @@ def main() -> int:
     p.add_argument("--sets", default="oldnorm,avg152", help="template sets to run (oldnorm, avg152)")
     p.add_argument("--skip-colin", action="store_true")
     p.add_argument("--skip-robustness", action="store_true")
+    p.add_argument("--adapter-steps", type=int, default=0, help="also fine-tune a MoR adapter on avg152 (this many "
+                   "steps) and test it on oldnorm beside its base model (0 = skip)")
+    p.add_argument("--ttp-steps", type=int, default=0, help="also report the base model with this many test-time "
+                   "personalization steps on oldnorm (0 = skip)")
+    p.add_argument("--work", default="/tmp/real_heads_work")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     import torch
@@ -199,17 +227,32 @@ def main() -> int:
     loaded = {name: load_model(name)[0] for name in a.models.split(",") if name}
 
     def seg(images, model):
+        if model.endswith("+TTP"):
+            return segment_volumes(images, model=loaded[model[:-4]], resample=True, ttp_steps=a.ttp_steps)
         return segment_volumes(images, model=loaded[model], resample=True)
 
-    results: dict = {"oldnorm": {}, "avg152": {}, "robustness": {}, "colin27": {}}
+    results: dict = {"oldnorm": {}, "avg152": {}, "robustness": {}, "colin27": {}, "adapter": None}
     methods = list(loaded) + ["k-means (oracle mask)"]
+    first_model = methods[0]
+    if a.adapter_steps:
+        from multimodalgen.personalized.inference import load_with_adapter
+
+        folder, info = adapter_run(first_model, spm, Path(a.work), truth, a.adapter_steps)
+        loaded[f"{first_model}+MoR(avg152)"] = load_with_adapter(folder, first_model)[0]
+        results["adapter"] = info
+        methods.insert(1, f"{first_model}+MoR(avg152)")
+        print(f"MoR adapter fine-tuned on avg152 in {info['seconds']} s, {info['bytes'] / 1e3:.0f} kB", flush=True)
+    if a.ttp_steps:
+        methods.insert(1, f"{first_model}+TTP")
     subsets = ["+".join(s) for r in (1, 2, 3) for s in itertools.combinations(MODALITIES, r)]
     for prefix in a.sets.split(","):
         for method in methods:
+            if prefix != "oldnorm" and ("+TTP" in method or "+MoR" in method):
+                continue
             results[prefix][method] = subset_table(method, spm, prefix, truth, seg)
         print(f"\n{prefix} T1/T2/PD (2 mm), mean Dice over grey/white/CSF matched by segment name")
         print(f"{'method':<24}" + "".join(f"{s:>10}" for s in subsets) + f"{'mean':>8}{'worst':>8}")
-        for method in methods:
+        for method in [m for m in methods if m in results[prefix]]:
             vals = [mean3(results[prefix][method][s]) for s in subsets]
             print(f"{method:<24}" + "".join(f"{v:10.3f}" for v in vals) + f"{np.mean(vals):8.3f}{min(vals):8.3f}")
         best = methods[0]
@@ -218,12 +261,12 @@ def main() -> int:
               flush=True)
     if not a.skip_robustness:
         print("\nRobustness on oldnorm (mean Dice grey/white/CSF)")
-        for method in loaded:
+        for method in [m for m in loaded if "+MoR" not in m]:
             results["robustness"][method] = robustness(method, spm, truth, stack, seg)
             print(f"{method:<24}" + "  ".join(f"{k}: {mean3(v):.3f}" for k, v in results["robustness"][method].items()))
     if not a.skip_colin:
         print("\nColin27 ch2 (1 mm, 181x217x181): grey matter vs union of AAL regions inside ch2bet")
-        for method in loaded:
+        for method in [m for m in loaded if "+MoR" not in m]:
             results["colin27"][method] = colin(method, data, seg)
             r = results["colin27"][method]
             print(f"{method:<24} GM Dice {r['gm_dice_vs_aal']:.3f}  {r['seconds']} s  peak RSS {r['peak_rss_gb']} GB")
