@@ -111,6 +111,11 @@ def test_task_reproduces_the_session_and_refuses_misfits(case, fast_config, tmp_
     assert "no registration" in same.metadata["fewshot"]["alignment"]
     for label in (1, 2):
         assert dice(same.array == label, own.array == label) >= 0.95, label
+    assert not [n for n in same.metadata["fewshot"]["notes"] if n.startswith("warning")]
+    # an image of another kind (contrast inverted, still called T1): the result is flagged, not silent
+    inverted = Volume(image.array.max() - image.array, image.affine, "T1")
+    flagged = apply_task(task, [inverted], align="none")
+    assert any("does not look like" in n for n in flagged.metadata["fewshot"]["notes"])
     # voxel size far outside the task's: refused
     coarse = Volume(image.array, np.diag([4.0, 4.0, 12.0, 1.0]), "T1")
     with pytest.raises(UserInputError, match="voxel size"):

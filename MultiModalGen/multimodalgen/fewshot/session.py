@@ -104,8 +104,13 @@ class FewShotSession:
         if self.head is None:
             raise UserInputError("nothing to save yet", expected="a trained head",
                                  fix="run segment() or preview() with a painting first")
+        from multimodalgen.fewshot.transfer import head_prior_agreement
+
+        agreement = head_prior_agreement(self.head, self.source, self.last_result.array, self.labels or ()) \
+            if self.last_result is not None else None
         return save_task(path, self.head, self.config, self.labels or (), [v.modality for v in self.images],
-                         self.source.n_features, self.last_report, result=self.last_result, reference=self.reference)
+                         self.source.n_features, self.last_report, result=self.last_result, reference=self.reference,
+                         agreement=agreement)
 
     # -- internals ---------------------------------------------------------------------------------------------
     def _annotations(self, annotations, axis, labels, resample: bool) -> Annotations:

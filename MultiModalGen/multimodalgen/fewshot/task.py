@@ -79,12 +79,13 @@ def spatial_prior(result, reference) -> tuple[dict, dict]:
 
 
 def save_task(path: str | os.PathLike, head, config, labels, modalities, n_features: int,
-              report: dict | None = None, *, result=None, reference=None) -> Path:
+              report: dict | None = None, *, result=None, reference=None, agreement: dict | None = None) -> Path:
     """Write a task folder (created; existing files replaced atomically). Returns the folder path.
 
     `result` (the session's label Volume) and `reference` (its first image channel) give the spatial prior that
     lets the task reproduce the session and transfer to other images; without them the task holds the head only
-    (warm start for painted-slice mode; `apply_task` refuses it)."""
+    (warm start for painted-slice mode; `apply_task` refuses it). `agreement`: the head's agreement with the result
+    on its own image (`transfer.head_prior_agreement`), the reference for `apply_task`'s warnings."""
     from safetensors.torch import save_file
 
     from multimodalgen.io import atomic_path, write_json
@@ -106,6 +107,7 @@ def save_task(path: str | os.PathLike, head, config, labels, modalities, n_featu
         with atomic_path(folder / PRIOR_NAME) as tmp:
             save_numpy(arrays, str(tmp))
         prior_meta["sha256"] = sha256_file(folder / PRIOR_NAME)
+        prior_meta["head_prior_agreement"] = dict(agreement or {})
         prior_meta["file"] = PRIOR_NAME
     elif (folder / PRIOR_NAME).exists():
         (folder / PRIOR_NAME).unlink()
@@ -208,7 +210,8 @@ def apply_task(task: Task, images, *, device="cpu", progress=None, align: str = 
     out, stats = fuse_with_prior(head_logodds, prior_labels, task.labels, source.spacing,
                                  head_weight=task.config.head_weight, prior_tau_mm=prior_tau_mm, margin_mm=margin_mm)
     notes = [f"spatial prior carried by {how}"] + warnings_for(stats, task.prior.get("voxels", {}), source.spacing,
-                                                              task.prior.get("image_spacing"))
+                                                              task.prior.get("image_spacing"),
+                                                              task.prior.get("head_prior_agreement"))
     progress.update("done", 1.0, "segmented")
     report = {"task_labels": list(task.labels), "labels": list(task.labels), "alignment": how, "notes": notes,
               "voxels": {int(v): int((out == v).sum()) for v in task.labels}, "per_label": stats}

@@ -11,7 +11,8 @@ both in the space of the image the task was trained on. To apply it to an image:
 3. **fusion**: per label `logit = head_weight * head_logodds - signed_distance(prior) / prior_tau_mm`, evaluated in
    the prior's bounding box grown by `margin_mm`; decision, components touching the prior kept, holes filled;
 4. **warnings** (in the report's `notes`, never silent): a result volume outside 0.5-2x the task's, or a head that
-   disagrees with the aligned prior (Dice of the head alone vs the prior < `AGREEMENT_WARN`).
+   agrees with the aligned prior (Dice of the head alone vs the prior) less than `AGREEMENT_DROP` x as well as it
+   did on the task's own image (stored at saving, `head_prior_agreement`).
 Arrays are `(I, J, K)` on the image grid; distances in mm.
 """
 
@@ -24,8 +25,8 @@ from multimodalgen.errors import UserInputError
 
 #: Allowed ratio of the image's voxel size to the task image's, per axis.
 SPACING_RANGE = (1.0 / 3.0, 3.0)
-#: Below this Dice between the head alone and the aligned prior, the result is flagged.
-AGREEMENT_WARN = 0.1
+#: A head/prior agreement below this fraction of the one on the task's own image flags the result.
+AGREEMENT_DROP = 0.5
 ALIGN_MODES = ("auto", "affine", "deformable", "none")
 
 
@@ -133,7 +134,21 @@ def fuse_with_prior(head_logodds_fn, prior_labels: np.ndarray, labels: tuple[int
     return out, stats
 
 
-def warnings_for(stats: dict, task_voxels: dict, spacing, task_spacing) -> list[str]:
+def head_prior_agreement(head, source, result_labels: np.ndarray, labels, margin_mm: float = 10.0) -> dict:
+    """{label: Dice of the head alone vs the result} on the result's bounding box grown by `margin_mm`: how well
+    the head alone finds the structure on the task's own image (stored in the task, compared at application)."""
+    from multimodalgen.fewshot.head import predict_logits
+
+    def head_logodds(box):
+        logits = predict_logits(head, source.features(box))
+        return np.clip(logits[1:] - logits[:1], -6.0, 6.0)
+
+    _, stats = fuse_with_prior(head_logodds, np.asarray(result_labels), tuple(labels), source.spacing,
+                               head_weight=1.0, prior_tau_mm=1.5, margin_mm=margin_mm)
+    return {str(k): v["head_prior_dice"] for k, v in stats.items()}
+
+
+def warnings_for(stats: dict, task_voxels: dict, spacing, task_spacing, own_agreement: dict | None = None) -> list[str]:
     """Human-readable warnings: result volume far from the task's, head disagreeing with the prior."""
     notes = []
     voxel_ratio = float(np.prod(task_spacing) / np.prod(spacing)) if task_spacing is not None else 1.0
@@ -144,8 +159,9 @@ def warnings_for(stats: dict, task_voxels: dict, spacing, task_spacing) -> list[
             if not 0.5 <= ratio <= 2.0:
                 notes.append(f"warning: label {value} has {ratio:.2f}x the volume it had when the task was saved: "
                              "check the result, or paint a slice of this image and run painted-slice mode")
-        if s["head_prior_dice"] < AGREEMENT_WARN:
+        own = (own_agreement or {}).get(str(value))
+        if own and s["head_prior_dice"] < AGREEMENT_DROP * own:
             notes.append(f"warning: label {value}: the image does not look like the task's image where the "
-                         f"structure is expected (head/prior agreement {s['head_prior_dice']:.2f}); "
-                         "check the modality and body part")
+                         f"structure is expected (head/prior agreement {s['head_prior_dice']:.2f}, "
+                         f"{own:.2f} on the task's image); check the modality and body part")
     return notes
