@@ -193,6 +193,18 @@ def _strided_logits(head, feats: np.ndarray, mask: np.ndarray | None, stride: in
     return sub[(slice(None),) + tuple(slice(0, n) for n in feats.shape[1:])]
 
 
+def _undecided(priors: np.ndarray, limit: float) -> np.ndarray:
+    """Voxels where the head can change the decision: some label's prior within +-`limit` of 0, or two labels'
+    priors both above -`limit` (the head decides between them). Deep inside one label (prior > limit) or far from
+    every label (all priors < -limit) the decision is the prior's whatever the head says (its log-odds are clipped
+    to +-`HEAD_LOGIT_LIMIT`)."""
+    near = np.abs(priors) < limit
+    out = near.any(0)
+    if priors.shape[0] > 1:
+        out |= (priors > -limit).sum(0) >= 2
+    return out
+
+
 def _primary_in_box(annotations: Annotations, box: Box) -> tuple[int, tuple[int, ...]]:
     entry = annotations.slices[0]
     a = entry.axis
@@ -279,7 +291,7 @@ def fit_predict(source: FeatureSource, annotations: Annotations, config: FewShot
         t2 = time.perf_counter()
         progress.update("predicting", 0.7, "applying the head")
         # where the prior alone is decisive (far from every painted shape) the head cannot change the decision
-        undecided = priors.max(0) > -(HEAD_LOGIT_LIMIT * config.head_weight + 1.0) if config.use_prior else None
+        undecided = _undecided(priors, HEAD_LOGIT_LIMIT * config.head_weight + 1.0) if config.use_prior else None
         if undecided is not None and config.extend.enabled:
             undecided |= _beyond_painting(classes, annotations, box)
         head_logits = _strided_logits(head, feats, undecided, head_stride, spacing, device)
