@@ -39,6 +39,9 @@ class ExtendConfig:
         min_support: stop when the head's mean probability of the label inside the new slice is below this.
         length_factor: the shrinkage follows an ellipsoidal cap this many times the outer painting's equivalent
             radius long (`single_length_factor` when only one slice holds the label: no other size to compare).
+        closing_ratio: an end whose outer painted slice is smaller than this x its painted neighbour (equivalent
+            radius) is left to the shape prior's taper (the painting already reaches the structure's end); 0 = always
+            extend.
         overshoot: stop after this multiple of the closing length (see `_closing_length`).
         max_length_ratio: stop after this multiple of the largest painted equivalent diameter (mm) beyond the
             outer painting.
@@ -53,6 +56,7 @@ class ExtendConfig:
     overshoot: float = 1.5
     length_factor: float = 1.0
     single_length_factor: float = 3.0
+    closing_ratio: float = 0.85
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -68,6 +72,16 @@ def _disk(radius_vox: np.ndarray) -> np.ndarray:
     n = np.ceil(r).astype(int)
     grid = np.stack(np.meshgrid(*[np.arange(-k, k + 1) for k in n], indexing="ij"))
     return ((grid / r[:, None, None]) ** 2).sum(0) <= 1.0 + 1e-6
+
+
+def _closing(outer: int, present: list[int], pm: np.ndarray, in_plane, ratio: float) -> bool:
+    """True when the outer painted slice is clearly smaller than its painted neighbour (equivalent radius below
+    `ratio` x): the user painted near the end of the structure, the taper of the shape prior fits there."""
+    inner = [s for s in present if s != outer]
+    if not inner or ratio <= 0:
+        return False
+    neighbour = min(inner, key=lambda s: abs(s - outer))
+    return _equivalent_radius(pm[outer], in_plane) < ratio * _equivalent_radius(pm[neighbour], in_plane)
 
 
 def _closing_length(outer: int, present: list[int], pm: np.ndarray, in_plane, step: float, max_len: float) -> float:
@@ -118,6 +132,8 @@ def extend_label(logits: np.ndarray, head_logodds: np.ndarray | None, painted: n
         prev = pm[outer].copy()
         area0 = float(prev.sum())
         r0 = _equivalent_radius(prev, in_plane)
+        if _closing(outer, present, pm, in_plane, config.closing_ratio):
+            continue  # the painting already closes in on this end: the shape prior's taper decides there
         factor = config.length_factor if len(present) > 1 else config.single_length_factor
         length = factor * max(r0, 1.5 * step)
         stop_at = min(max_len, config.overshoot * _closing_length(outer, present, pm, in_plane, step, max_len))
