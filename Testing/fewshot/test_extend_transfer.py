@@ -95,7 +95,7 @@ def test_confidence_falls_with_an_unsure_result():
     c_sure, hint_sure = confidence_report(sure, labels_box, known, (1,), 2, (0, 0, 10))
     c_unsure, hint = confidence_report(unsure, labels_box, known, (1,), 2, (0, 0, 10))
     assert c_sure[1] == 1.0 and hint_sure is None
-    assert c_unsure[1] < 0.8 and hint == {"axis": 2, "index": 14, "uncertainty_voxels": pytest.approx(36 * 0.9, 0.1)}
+    assert c_unsure[1] < 0.8 and hint == {"label": 1, "axis": 2, "index": 14, "uncertainty_voxels": pytest.approx(36 * 0.9, 0.1)}
 
 
 def test_task_reproduces_the_session_and_refuses_misfits(case, fast_config, tmp_path):

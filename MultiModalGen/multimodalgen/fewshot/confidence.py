@@ -26,7 +26,8 @@ def _entropy(logits: np.ndarray) -> np.ndarray:
 
 def confidence_report(logits: np.ndarray, labels_box: np.ndarray, known: np.ndarray, labels: tuple[int, ...],
                       axis: int, box_start: tuple[int, int, int]) -> tuple[dict, dict | None]:
-    """(confidence {label: float in [0, 1]}, suggested slice {"axis", "index", "uncertainty_voxels"} or None).
+    """(confidence {label: float in [0, 1]}, suggested slice {"label" (the most uncertain there), "axis", "index",
+    "uncertainty_voxels"} or None).
 
     Args:
         logits: `(L, I, J, K)` fused log-odds on the box (background 0).
@@ -36,19 +37,21 @@ def confidence_report(logits: np.ndarray, labels_box: np.ndarray, known: np.ndar
     """
     unknown = ~known
     confidence = {}
-    entropy_total = np.zeros(labels_box.shape[axis], np.float64)
     other = tuple(a for a in range(3) if a != axis)
+    per_label = np.zeros((len(labels), labels_box.shape[axis]), np.float64)
     for li, value in enumerate(labels):
         lg = logits[li]
         unsure = (np.abs(lg) < UNSURE_LOGIT) & unknown
         region = ((labels_box == value) & unknown) | unsure
         n = int(region.sum())
         confidence[int(value)] = round(1.0 - float(unsure.sum()) / n, 4) if n else 1.0
-        entropy_total += np.where(unknown, _entropy(lg), 0.0).sum(axis=other)
+        per_label[li] = np.where(unknown, _entropy(lg), 0.0).sum(axis=other)
+    entropy_total = per_label.sum(0)
     painted_slices = known.all(axis=other)
     entropy_total[painted_slices] = 0.0
     if not np.any(entropy_total > 0.5):
         return confidence, None
     best = int(np.argmax(entropy_total))
-    return confidence, {"axis": int(axis), "index": int(best + box_start[axis]),
+    return confidence, {"label": int(labels[int(np.argmax(per_label[:, best]))]), "axis": int(axis),
+                        "index": int(best + box_start[axis]),
                         "uncertainty_voxels": round(float(entropy_total[best]), 1)}
