@@ -283,7 +283,8 @@ def fit_predict(source: FeatureSource, annotations: Annotations, config: FewShot
         continuing = head is not None and head[-1].out_features == n_classes and head[0].in_features == x.shape[1]
         if not continuing:
             head = build_head(x.shape[1], n_classes, config.head, seed)
-        steps = config.head.update_steps if continuing else config.head.steps
+        steps = config.head.steps if not continuing else (
+            config.head.preview_steps if head_stride > 1 else config.head.update_steps)
         training_log = train_head(head, x, y, config.head, steps=steps, seed=seed, device=device, sample_weight=w,
                                   progress=progress.sub("training", 0.1, 0.7) if hasattr(progress, "sub") else None)
         training_log["continued"] = bool(continuing)
