@@ -218,15 +218,5 @@ def apply_task(task: Task, images, *, device="cpu", progress=None, align: str = 
     return Volume(out, channels[0].affine.copy(), "LABEL", {"fewshot": report})
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    from scipy import ndimage as ndi
-
-    labelled, n = ndi.label(mask, structure=np.ones((3, 3, 3), bool))
-    if n <= 1:
-        return mask
-    sizes = np.bincount(labelled.ravel())[1:]
-    return labelled == (1 + int(np.argmax(sizes)))
-
-
 def _jsonable(value):
     return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
