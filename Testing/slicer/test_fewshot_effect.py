@@ -128,9 +128,12 @@ def test_auto_update_off_waits_for_update_and_optional_fields_show(runner):
     assert scene.logic.state == "idle" and scene.logic.timings == []
     scene.logic.requestUpdate()
     scene.logic.waitUntilIdle()
-    assert scene.logic.state == "preview" and "confidence" not in scene.logic.describe()
-    # an engine that also reports a per-structure confidence and where to paint next: shown when present
-    scene.logic.lastOutputs = dict(scene.logic.lastOutputs, confidence={"1": 0.87},
+    # the engine reports a per-structure confidence and where to paint next (issue 24): shown
+    assert scene.logic.state == "preview" and "confidence: tumour" in scene.logic.describe()
+    assert "paint next:" in scene.logic.describe()
+    # other spellings of the optional fields: shown as well
+    engine_fields = {k: v for k, v in scene.logic.lastOutputs.items() if k not in ("confidence", "suggested_slice")}
+    scene.logic.lastOutputs = dict(engine_fields, confidence={"1": 0.87},
                                    report={"suggested_slice": {"label": 1, "axis": 2, "index": 12}})
     text = scene.logic.describe()
     assert "confidence: tumour 0.87" in text and "paint next: tumour, K slice 12" in text

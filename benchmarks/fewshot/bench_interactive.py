@@ -4,11 +4,12 @@ Measures, in one process with `--threads` torch threads (default 2):
 1. first run, full volume: a new `FewShotSession`, 3 painted slices, `segment()` (features on the region of
    interest, training from scratch, prediction, post-processing);
 2. incremental update: one more painted slice, `segment()` again (features cached, head continued);
-3. preview with a warm session: one more painted slice, `preview()` on a crop of at most 128^3;
-4. whole-volume features (`warm_up()`), the cost a worker pays once per volume;
-5. peak resident memory of the process (ru_maxrss).
-Targets (issue 6): preview <= 2 s warm on a 128^3 crop; full volume <= 30 s; peak memory <= 4 GB at 256^3;
-incremental update faster than the first run.
+3. preview on a new crop (its features computed in the call), then whole-volume features (`warm_up()`, the cost a
+   worker pays once per volume while the user paints), then the preview after a stroke with the session warm
+   (one more painted slice, `preview()` on a crop of at most 128^3);
+4. peak resident memory of the process (ru_maxrss).
+Targets (issue 24): preview after a stroke <= 1 s warm (256^3 volume, preview crop <= 128^3); full result <= 10 s
+on CPU; peak memory <= 2 GB; incremental update faster than the first run.
 
     python benchmarks/fewshot/bench_interactive.py [--size 256] [--threads 2] [--encoder off] [--repeats 1]
 """
@@ -93,10 +94,17 @@ def main(argv=None) -> int:
     five = sorted(set(four) | {pick(0.7)})
     t0 = time.perf_counter()
     preview = session.preview(Volume(paint(truth, five), affine, "LABEL"), max_size=128)
-    out["preview_warm_s"] = time.perf_counter() - t0
-    out["preview_box"] = preview.metadata["fewshot"]["box"]
+    out["preview_new_crop_s"] = time.perf_counter() - t0  # the crop's features computed in this call
 
+    # the worker computes the whole volume's features once while the user paints (`warm_up`); a preview after a
+    # stroke then only trains (continued head) and predicts on the crop
     out["whole_volume_features_s"] = session.warm_up()
+    six = sorted(set(five) | {pick(0.2)})
+    t0 = time.perf_counter()
+    preview = session.preview(Volume(paint(truth, six), affine, "LABEL"), max_size=128)
+    out["preview_warm_s"] = time.perf_counter() - t0
+    out["preview_report_s"] = preview.metadata["fewshot"]["seconds"]
+    out["preview_box"] = preview.metadata["fewshot"]["box"]
     out["peak_memory_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
     keep = np.ones(a.size, bool)
     keep[four] = False
@@ -104,9 +112,10 @@ def main(argv=None) -> int:
         p, t = second.array[:, :, keep] == label, truth[:, :, keep] == label
         out[f"dice_unannotated_label{label}"] = float(2 * (p & t).sum() / max(1, p.sum() + t.sum()))
     print(json.dumps(out, indent=1, default=float))
-    checks = [("preview warm <= 2 s", out["preview_warm_s"] <= 2.0),
-              ("first full run <= 30 s", out["first_full_s"] <= 30.0),
-              ("peak memory <= 4 GB", out["peak_memory_gb"] <= 4.0),
+    checks = [("preview warm <= 1 s", out["preview_warm_s"] <= 1.0),
+              ("first full run <= 10 s", out["first_full_s"] <= 10.0),
+              ("incremental full run <= 10 s", out["incremental_full_s"] <= 10.0),
+              ("peak memory <= 2 GB", out["peak_memory_gb"] <= 2.0),
               ("incremental < first", out["incremental_full_s"] < out["first_full_s"])]
     for name, ok in checks:
         print(f"{name}: {'met' if ok else 'MISSED'}")

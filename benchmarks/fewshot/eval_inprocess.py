@@ -62,8 +62,11 @@ def main(argv=None) -> int:
     from multimodalgen.fewshot.head import HeadConfig
 
     head = HeadConfig(**{k: v for k, v in overrides.items() if k in head_keys})
-    config = FewShotConfig(features=FeatureConfig(encoder=a.encoder), head=head,
-                           **{k: v for k, v in overrides.items() if k not in head_keys})
+    from multimodalgen.fewshot.extend import ExtendConfig
+
+    extend = ExtendConfig(**{k[7:]: v for k, v in overrides.items() if k.startswith("extend.")})
+    config = FewShotConfig(features=FeatureConfig(encoder=a.encoder), head=head, extend=extend,
+                           **{k: v for k, v in overrides.items() if k not in head_keys and not k.startswith("extend.")})
     model = None
     if a.encoder_checkpoint:
         from multimodalgen.encoder.network import UNet3D, UNetConfig

@@ -11,8 +11,11 @@ Public API (imported lazily so that `import multimodalgen.fewshot` stays light):
 * `fewshot_files`: the file-level `fewshot` verb (painted slices, support volumes or a saved task; see
   `driver.py`); `save_task` / `load_task` / `apply_task`: task files (see `task.py`).
 
-Modules: annotations (slice detection, validation), features (voxel features + cache), prior (shape prior), head
-(light MLP), engine (array level), postprocess, session, support, task, inputs (grid checks), api (Volume level), driver (file level), cli.
+Modules: annotations (slice detection, validation), features (voxel features + cache), prior (shape prior), extend
+(propagation beyond the outer painted slices), head (light MLP), engine (array level), postprocess, confidence
+(per-label confidence, suggested next slice), session, support, task (task files), transfer (applying a task:
+checks, alignment of its spatial prior, fusion, warnings), inputs (grid checks), api (Volume level), driver (file
+level), cli.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ import numpy as np
 
 from multimodalgen.errors import UserInputError
 from multimodalgen.fewshot.annotations import Annotations
+from multimodalgen.fewshot.confidence import confidence_report
+from multimodalgen.fewshot.extend import ExtendConfig, extend_label
 from multimodalgen.fewshot.features import FeatureConfig, FeatureSource
 from multimodalgen.fewshot.head import HeadConfig, build_head, predict_logits, train_head
 from multimodalgen.fewshot.postprocess import finalise_labels
@@ -68,6 +70,7 @@ class FewShotConfig:
     band_mm: float = 10.0
     max_train_voxels: int = 200_000
     keep_connected: bool = True
+    extend: ExtendConfig = ExtendConfig()
 
     def __post_init__(self) -> None:
         if not (self.use_head or self.use_prior):
@@ -80,6 +83,7 @@ class FewShotConfig:
         out = dataclasses.asdict(self)
         out["features"] = self.features.to_dict()
         out["head"] = self.head.to_dict()
+        out["extend"] = self.extend.to_dict()
         return out
 
     @classmethod
@@ -87,8 +91,9 @@ class FewShotConfig:
         data = dict(data)
         features = FeatureConfig.from_dict(data.pop("features", {}))
         head = HeadConfig.from_dict(data.pop("head", {}))
+        extend = ExtendConfig.from_dict(data.pop("extend", {}))
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(features=features, head=head, **{k: v for k, v in data.items() if k in names})
+        return cls(features=features, head=head, extend=extend, **{k: v for k, v in data.items() if k in names})
 
 
 @dataclasses.dataclass
@@ -188,6 +193,58 @@ def _strided_logits(head, feats: np.ndarray, mask: np.ndarray | None, stride: in
     return sub[(slice(None),) + tuple(slice(0, n) for n in feats.shape[1:])]
 
 
+def _undecided(priors: np.ndarray, limit: float) -> np.ndarray:
+    """Voxels where the head can change the decision: some label's prior within +-`limit` of 0, or two labels'
+    priors both above -`limit` (the head decides between them). Deep inside one label (prior > limit) or far from
+    every label (all priors < -limit) the decision is the prior's whatever the head says (its log-odds are clipped
+    to +-`HEAD_LOGIT_LIMIT`)."""
+    near = np.abs(priors) < limit
+    out = near.any(0)
+    if priors.shape[0] > 1:
+        out |= (priors > -limit).sum(0) >= 2
+    return out
+
+
+def _primary_in_box(annotations: Annotations, box: Box) -> tuple[int, tuple[int, ...]]:
+    entry = annotations.slices[0]
+    a = entry.axis
+    return a, tuple(s - box[0][a] for s in entry.indices if box[0][a] <= s < box[1][a])
+
+
+def _beyond_painting(classes: np.ndarray, annotations: Annotations, box: Box) -> np.ndarray:
+    """Boolean box mask: the slices beyond the outer annotated slices holding any label (primary axis), in plane
+    within the painting's bounding box grown by half its size (where the extension may need the head)."""
+    axis, inside = _primary_in_box(annotations, box)
+    out = np.zeros(classes.shape, bool)
+    fg = classes > 0
+    if not inside or not fg.any():
+        return out
+    idx = np.argwhere(fg)
+    lo, hi = idx.min(0), idx.max(0) + 1
+    grow = (hi - lo) // 2 + 2
+    lo, hi = np.maximum(lo - grow, 0), np.minimum(hi + grow, classes.shape)
+    index = [slice(int(a), int(b)) for a, b in zip(lo, hi)]
+    present = [s for s in inside if fg.take(s, axis=axis).any()]
+    below, above = min(present), max(present)
+    for part in (slice(0, below), slice(above + 1, classes.shape[axis])):
+        sub = list(index)
+        sub[axis] = part
+        out[tuple(sub)] = True
+    return out
+
+
+def _extend(logits: np.ndarray, head_logodds, annotations: Annotations, box: Box, spacing,
+            config: FewShotConfig) -> dict:
+    """Propagate each label beyond its outer painted slices (`extend.extend_label`); in place on `logits`."""
+    axis, inside = _primary_in_box(annotations, box)
+    crop = _crop(annotations.array, box)
+    out = {}
+    for li, value in enumerate(annotations.labels):
+        out[int(value)] = extend_label(logits[li], None if head_logodds is None else head_logodds[li], crop == value,
+                                       inside, axis, spacing, config.extend, config.head_weight)
+    return out
+
+
 # -- the engine ----------------------------------------------------------------------------------------------------
 def fit_predict(source: FeatureSource, annotations: Annotations, config: FewShotConfig | None = None, *,
                 head=None, seed: int = 0, device="cpu", progress=None, box: Box | None = None,
@@ -226,7 +283,8 @@ def fit_predict(source: FeatureSource, annotations: Annotations, config: FewShot
         continuing = head is not None and head[-1].out_features == n_classes and head[0].in_features == x.shape[1]
         if not continuing:
             head = build_head(x.shape[1], n_classes, config.head, seed)
-        steps = config.head.update_steps if continuing else config.head.steps
+        steps = config.head.steps if not continuing else (
+            config.head.preview_steps if head_stride > 1 else config.head.update_steps)
         training_log = train_head(head, x, y, config.head, steps=steps, seed=seed, device=device, sample_weight=w,
                                   progress=progress.sub("training", 0.1, 0.7) if hasattr(progress, "sub") else None)
         training_log["continued"] = bool(continuing)
@@ -234,14 +292,21 @@ def fit_predict(source: FeatureSource, annotations: Annotations, config: FewShot
         t2 = time.perf_counter()
         progress.update("predicting", 0.7, "applying the head")
         # where the prior alone is decisive (far from every painted shape) the head cannot change the decision
-        undecided = priors.max(0) > -(HEAD_LOGIT_LIMIT * config.head_weight + 1.0) if config.use_prior else None
+        undecided = _undecided(priors, HEAD_LOGIT_LIMIT * config.head_weight + 1.0) if config.use_prior else None
+        if undecided is not None and config.extend.enabled:
+            undecided |= _beyond_painting(classes, annotations, box)
         head_logits = _strided_logits(head, feats, undecided, head_stride, spacing, device)
         head_logodds = np.clip(head_logits[1:] - head_logits[:1], -HEAD_LOGIT_LIMIT, HEAD_LOGIT_LIMIT)
         logits = logits + config.head_weight * head_logodds
         timings["head_voxels"] = float(undecided.mean()) if undecided is not None else 1.0
         timings["prediction"] = time.perf_counter() - t2
+    extended = {}
+    if config.use_prior and config.extend.enabled:
+        extended = _extend(logits, head_logodds if config.use_head else None, annotations, box, spacing, config)
     labels_box = finalise_labels(logits, classes, annotations.labels, spacing, smooth_mm=config.smooth_mm,
                                  keep_connected=config.keep_connected)
+    confidence, suggested = confidence_report(logits, labels_box, classes >= 0, annotations.labels,
+                                              annotations.primary_axis, box[0])
     labels = np.zeros(annotations.array.shape, labels_box.dtype)
     labels[tuple(slice(a, b) for a, b in zip(*box))] = labels_box
     timings["total"] = time.perf_counter() - t0
@@ -249,7 +314,8 @@ def fit_predict(source: FeatureSource, annotations: Annotations, config: FewShot
     report = {"box": [list(box[0]), list(box[1])], "labels": list(annotations.labels),
               "axes": [{"axis": s.axis, "slices": list(s.indices)} for s in annotations.slices],
               "notes": list(annotations.notes), "encoder": source.use_encoder, "encoder_note": source.encoder_note,
-              "n_features": source.n_features, "training": training_log, "head_stride": head_stride,
+              "n_features": source.n_features, "training": training_log, "extended_slices": extended,
+              "confidence": confidence, "suggested_slice": suggested, "head_stride": head_stride,
               "seconds": {k: round(v, 3) for k, v in timings.items()}}
     return FewShotResult(labels, head, box, report)
 

@@ -26,6 +26,7 @@ class HeadConfig:
         layers: number of hidden layers.
         steps: optimisation steps of a first training.
         update_steps: steps when continuing from a previous head (incremental update).
+        preview_steps: steps when continuing for a preview (after a stroke; `segment()` then continues further).
         batch: voxels per step (half drawn per class-balanced weights).
         lr: Adam learning rate.
         weight_decay: AdamW weight decay.
@@ -38,6 +39,7 @@ class HeadConfig:
     layers: int = 2
     steps: int = 200
     update_steps: int = 80
+    preview_steps: int = 30
     batch: int = 1024
     lr: float = 1e-2
     weight_decay: float = 1e-3

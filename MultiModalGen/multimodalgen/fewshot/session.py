@@ -61,6 +61,8 @@ class FewShotSession:
                                     cache or FeatureCache())
         self.head = copy.deepcopy(task.head) if task is not None else None
         self.labels: tuple[int, ...] | None = tuple(task.labels) if task is not None else None
+        self.task_labels = self.labels
+        self.last_result: Volume | None = None
         if task is not None and task.n_features != self.source.n_features:
             raise UserInputError("the task does not fit these images", expected=f"{task.n_features} features "
                                  f"({len(task.modalities)} channel(s): {task.modalities})",
@@ -102,8 +104,13 @@ class FewShotSession:
         if self.head is None:
             raise UserInputError("nothing to save yet", expected="a trained head",
                                  fix="run segment() or preview() with a painting first")
+        from multimodalgen.fewshot.transfer import head_prior_agreement
+
+        agreement = head_prior_agreement(self.head, self.source, self.last_result.array, self.labels or ()) \
+            if self.last_result is not None else None
         return save_task(path, self.head, self.config, self.labels or (), [v.modality for v in self.images],
-                         self.source.n_features, self.last_report)
+                         self.source.n_features, self.last_report, result=self.last_result, reference=self.reference,
+                         agreement=agreement)
 
     # -- internals ---------------------------------------------------------------------------------------------
     def _annotations(self, annotations, axis, labels, resample: bool) -> Annotations:
@@ -121,6 +128,10 @@ class FewShotSession:
                                      fix="paint on the image's grid")
         ann = find_annotations(array, self.reference.affine, axis=axis, labels=labels)
         ann.notes = notes + ann.notes
+        if self.task_labels is not None and ann.labels != self.task_labels:
+            raise UserInputError("the painting's labels are not the task's", expected=f"labels "
+                                 f"{list(self.task_labels)}", got=f"labels {list(ann.labels)}",
+                                 fix="paint with the task's labels, or run without the task")
         return ann
 
     def _run(self, ann: Annotations, box, progress, preview: bool, head_stride: int = 1) -> Volume:
@@ -138,4 +149,5 @@ class FewShotSession:
         for seg in segments:
             seg.setdefault("name", f"label {seg['label']}")
         meta = {"fewshot": report, "segments": segments}
-        return Volume(result.labels, self.reference.affine.copy(), "LABEL", meta)
+        self.last_result = Volume(result.labels, self.reference.affine.copy(), "LABEL", meta)
+        return self.last_result

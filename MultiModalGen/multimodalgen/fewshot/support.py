@@ -1,13 +1,17 @@
 """One-shot / few-volume mode: labelled support volume(s) of other patients -> segmentation of a query volume.
 
-1. The head (`head.py`) is trained on the support cases' voxel features (every labelled voxel, background sampled
-   with more weight near the structures);
-2. it is applied to the query's features;
-3. a spatial prior is fused in: each support label map is carried onto the query grid by registration
-   (`multimodalgen.registration.register_volumes`, deformable "fast", when that engine is present; otherwise by
-   the image headers after aligning the intensity centres of mass, which is reported), turned into a signed
-   distance (mm) and into log-odds `-distance / tau`; the priors of several support cases are averaged;
-4. per label the components overlapping the transferred label are kept (the largest one when none does).
+1. each support label map is carried onto the query grid by registration (`multimodalgen.registration`,
+   deformable "fast", when that engine is present; otherwise by the image headers after aligning the intensity
+   centres of mass, which is reported): the **transferred label** decides where and how big the structure is;
+2. the head (`head.py`) is trained on the support cases' voxel features in a box around their labels (every
+   labelled voxel, background sampled with more weight near the structures) and applied to the query in a box
+   around the transferred labels (features computed on those boxes only);
+3. fusion per label: `logit = head_weight * head_logodds - signed_distance(transferred) / prior_tau_mm` (priors of
+   several support cases averaged): the head moves the boundary to the query's edges, within a few mm;
+4. **volume control**: when the result's volume differs from the transferred label's by more than
+   `volume_tolerance`, a common offset is added to that label's log-odds (bisection) to bring it back to the
+   tolerance's edge (the registration knows the size, the head knows the edges);
+5. per label the components overlapping the transferred label are kept, holes filled.
 All arrays are `(I, J, K)` on their own image grid; distances in mm.
 """
 
@@ -88,9 +92,42 @@ def support_training_voxels(features: np.ndarray, label: np.ndarray, labels: tup
     return training_voxels(features, classes, near, max_voxels, seed)
 
 
+def _label_box(mask: np.ndarray, spacing, margin_mm: float):
+    """Voxel box `(start, stop)` around a boolean mask grown by `margin_mm`."""
+    idx = np.argwhere(mask)
+    grow = np.ceil(margin_mm / np.asarray(spacing, np.float64)).astype(int)
+    lo = np.maximum(idx.min(0) - grow, 0)
+    hi = np.minimum(idx.max(0) + 1 + grow, mask.shape)
+    return tuple(int(v) for v in lo), tuple(int(v) for v in hi)
+
+
+def _box_slices(box) -> tuple[slice, ...]:
+    return tuple(slice(a, b) for a, b in zip(*box))
+
+
+def match_volume(logit: np.ndarray, target_voxels: float, tolerance: float) -> tuple[np.ndarray, float]:
+    """`logit + offset` whose positive count lies within `target * (1 +- tolerance)` (bisection on the offset);
+    returns the shifted log-odds and the offset (0 when already inside)."""
+    count = int((logit > 0).sum())
+    low, high = target_voxels * (1.0 - tolerance), target_voxels * (1.0 + tolerance)
+    if low <= count <= high or target_voxels <= 0:
+        return logit, 0.0
+    goal = high if count > high else low
+    lo_b, hi_b = -30.0, 30.0
+    for _ in range(40):
+        mid = 0.5 * (lo_b + hi_b)
+        if int((logit + mid > 0).sum()) > goal:
+            hi_b = mid
+        else:
+            lo_b = mid
+    offset = lo_b if count > high else hi_b
+    return logit + offset, float(offset)
+
+
 def segment_from_support(support_images, support_labels, query_images, *, labels=None, device="cpu",
                          progress=None, seed: int = 0, config=None, register: str = "auto",
-                         prior_tau_mm: float = 3.0) -> Volume:
+                         prior_tau_mm: float = 1.5, margin_mm: float = 10.0,
+                         volume_tolerance: float = 0.1) -> Volume:
     """Segment a query patient from labelled support case(s).
 
     Args:
@@ -100,9 +137,12 @@ def segment_from_support(support_images, support_labels, query_images, *, labels
         labels: label values to segment (default: every label of the support).
         register: "auto" (registration prior when the engine exists), "on" (required), "off" (headers only).
         prior_tau_mm: softness (mm) of the transferred-label prior.
+        margin_mm: the head works in the labels' bounding boxes grown by this.
+        volume_tolerance: allowed relative volume difference between the result and the transferred label.
 
     Returns:
-        Label Volume on the query's grid; report in `metadata["fewshot"]`.
+        Label Volume on the query's grid; report in `metadata["fewshot"]` (labels, notes, per-label volumes of the
+        transferred label and the result, offsets applied by the volume control, seconds).
     """
     from multimodalgen.fewshot.api import _resolve_device, align_channels, as_channel_list
     from multimodalgen.fewshot.engine import FewShotConfig
@@ -120,16 +160,18 @@ def segment_from_support(support_images, support_labels, query_images, *, labels
     t0 = time.perf_counter()
     cases = _cases(support_images, support_labels)
     query = align_channels(as_channel_list(query_images), False, [])
-    present = sorted({int(v) for _, lab in cases for v in np.unique(check_label_array(lab.array)) if v > 0})
-    if not present:
-        raise UserInputError("the support label maps are empty", expected="labels > 0", got="all zero")
+    for n, (_, lab) in enumerate(cases):
+        if not (check_label_array(lab.array) > 0).any():
+            raise UserInputError(f"support label {n + 1} is empty (no foreground)", expected="labels > 0 in every "
+                                 "support label map", got="all zero", fix="give the label map of the support case")
+    present = sorted({int(v) for _, lab in cases for v in np.unique(lab.array) if v > 0})
     wanted = tuple(sorted(int(v) for v in labels)) if labels else tuple(present)
     missing = sorted(set(wanted) - set(present))
     if missing:
         raise UserInputError("requested labels are not in the support labels", expected=f"labels among {present}",
                              got=f"{missing}")
-    xs, ys, ws = [], [], []
     notes: list[str] = []
+    checked = []
     for n, (imgs, lab) in enumerate(cases):
         imgs = align_channels(imgs, False, notes)
         if len(imgs) != len(query):
@@ -140,39 +182,63 @@ def segment_from_support(support_images, support_labels, query_images, *, labels
             raise UserInputError(f"support label {n + 1} is not on its image's grid",
                                  expected=f"shape {imgs[0].shape3d}", got=f"shape {lab.shape3d}",
                                  fix="resample the label onto its image (multimodalgen convert --label --reference)")
+        checked.append((imgs, lab))
+    # 1. transferred labels
+    transferred = []
+    for n, (imgs, lab) in enumerate(checked):
+        warped, how = transfer_label(imgs[0], lab, query[0], register=register, device=device)
+        notes.append(f"support {n + 1} label carried by {how}")
+        transferred.append(warped)
+        progress.update("prior", 0.4 * (n + 1) / len(checked), how)
+    qspacing = np.asarray(query[0].spacing, np.float64)
+    any_fg = np.any([np.isin(t, wanted) for t in transferred], axis=0)
+    if not any_fg.any():
+        raise UserInputError("the support labels fall outside the query image", expected="a query of the same "
+                             "body part as the support", got="no transferred label voxel inside the query",
+                             fix="check the images (same modality and body part), or use register='on'")
+    # 2. head on boxes around the labels
+    xs, ys, ws = [], [], []
+    for n, (imgs, lab) in enumerate(checked):
         source = FeatureSource(np.stack([v.array for v in imgs]), imgs[0].affine, [v.modality for v in imgs],
                                config.features, device)
-        x, y, w = support_training_voxels(source.features(None), lab.array, wanted, source.spacing,
+        box = _label_box(np.isin(lab.array, wanted), source.spacing, margin_mm)
+        x, y, w = support_training_voxels(source.features(box), lab.array[_box_slices(box)], wanted, source.spacing,
                                           config.max_train_voxels, seed + n)
         xs.append(x)
         ys.append(y)
         ws.append(w)
-        progress.update("support", 0.3 * (n + 1) / len(cases), f"support case {n + 1} features")
     x, y, w = np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
     head = build_head(x.shape[1], 1 + len(wanted), config.head, seed)
-    train_head(head, x, y, config.head, steps=2 * config.head.steps, seed=seed, device=device, sample_weight=w)
-    progress.update("query", 0.5, "query features")
+    train_head(head, x, y, config.head, seed=seed, device=device, sample_weight=w)
+    progress.update("query", 0.6, "query features")
     qsource = FeatureSource(np.stack([v.array for v in query]), query[0].affine, [v.modality for v in query],
                             config.features, device)
-    logits = predict_logits(head, qsource.features(None), device=device)
-    fused = config.head_weight * (logits[1:] - logits[:1])
-    transferred = []
-    for n, (imgs, lab) in enumerate(cases):
-        warped, how = transfer_label(imgs[0], lab, query[0], register=register, device=device)
-        notes.append(f"support {n + 1} label carried by {how}")
-        transferred.append(warped)
-        for c, value in enumerate(wanted):
-            fused[c] += -_signed_distance_3d(warped == value, qsource.spacing) / prior_tau_mm / len(cases)
-        progress.update("prior", 0.5 + 0.4 * (n + 1) / len(cases), how)
+    qbox = _label_box(any_fg, qspacing, margin_mm)
+    crop = _box_slices(qbox)
+    logits = predict_logits(head, qsource.features(qbox), device=device)
+    fused = config.head_weight * np.clip(logits[1:] - logits[:1], -6.0, 6.0)
+    target = {}
+    for c, value in enumerate(wanted):
+        for warped in transferred:
+            fused[c] += -_signed_distance_3d(warped[crop] == value, qspacing) / prior_tau_mm / len(transferred)
+        target[int(value)] = float(np.mean([(t == value).sum() for t in transferred]))
+    # 4. volume control per label
+    offsets = {}
+    for c, value in enumerate(wanted):
+        fused[c], offsets[int(value)] = match_volume(fused[c], target[int(value)], volume_tolerance)
     classes = decide(np.clip(fused, -30, 30))
-    out = np.zeros(classes.shape, np.uint8 if max(wanted) < 256 else np.int32)
+    out = np.zeros(query[0].shape3d, np.uint8 if max(wanted) < 256 else np.int32)
+    out_crop = out[crop]
     for c, value in enumerate(wanted, start=1):
-        seeds = np.any([t == value for t in transferred], axis=0)
+        seeds = np.any([t[crop] == value for t in transferred], axis=0)
         mask = keep_connected_to(classes == c, seeds) if seeds.any() else classes == c
-        out[ndi.binary_fill_holes(mask) & (out == 0)] = value
+        out_crop[ndi.binary_fill_holes(mask) & (out_crop == 0)] = value
     progress.update("done", 1.0, "segmented")
     report = {"labels": list(wanted), "support_cases": len(cases), "notes": notes,
-              "seconds": round(time.perf_counter() - t0, 3), "encoder": qsource.use_encoder}
+              "transferred_voxels": {k: round(v, 1) for k, v in target.items()},
+              "result_voxels": {int(v): int((out == v).sum()) for v in wanted},
+              "volume_offsets": offsets, "seconds": round(time.perf_counter() - t0, 3),
+              "encoder": qsource.use_encoder}
     return Volume(out, query[0].affine.copy(), "LABEL", {"fewshot": report})
 
 
