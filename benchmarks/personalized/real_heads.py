@@ -107,7 +107,7 @@ def subset_table(model, spm: Path, prefix: str, truth, seg) -> dict[str, dict[st
     return out
 
 
-def robustness(model, spm: Path, truth, stack, seg) -> dict[str, dict[str, float]]:
+def robustness(model, spm: Path, truth, stack, seg, knows) -> dict[str, dict[str, float]]:
     """PET added, rotated, cropped and anisotropic copies of oldnorm T1 (see module docstring)."""
     import torch
 
@@ -122,8 +122,9 @@ def robustness(model, spm: Path, truth, stack, seg) -> dict[str, dict[str, float
     uptake = 1.0 * stack[0] + 0.3 * stack[1] + 0.05 * stack[2]
     pet = gaussian_blur(torch.from_numpy(uptake.astype(np.float32)), (6 / 2.355 / 2,) * 3).numpy()
     pet_vol = Volume(pet, t1.affine, "PET")
-    lab = seg({"T1": t1, "PET": pet_vol}, model)
-    out["T1+PET"] = dice_by_name(lab.array, names_of(lab), truth.array)
+    if "PET" in knows(model):
+        lab = seg({"T1": t1, "PET": pet_vol}, model)
+        out["T1+PET"] = dice_by_name(lab.array, names_of(lab), truth.array)
     # rotated: the image is resampled onto a rotated grid; the truth is resampled onto the same grid
     angle = np.deg2rad(15)
     rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
@@ -262,7 +263,8 @@ def main() -> int:
     if not a.skip_robustness:
         print("\nRobustness on oldnorm (mean Dice grey/white/CSF)")
         for method in [m for m in loaded if "+MoR" not in m]:
-            results["robustness"][method] = robustness(method, spm, truth, stack, seg)
+            results["robustness"][method] = robustness(method, spm, truth, stack, seg,
+                                                       lambda m: loaded[m].config.modalities)
             print(f"{method:<24}" + "  ".join(f"{k}: {mean3(v):.3f}" for k, v in results["robustness"][method].items()))
     if not a.skip_colin:
         print("\nColin27 ch2 (1 mm, 181x217x181): grey matter vs union of AAL regions inside ch2bet")
