@@ -119,21 +119,18 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
 
 def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
     """Copy the tensors of `state` whose name and shape match into `model`; returns the names that did not fit.
-    Modality embeddings and per-modality decoders are matched row by row / module by module, so a model with more
-    modalities starts from one with fewer (same order)."""
+    Modality embeddings are matched row by row (per-modality decoders module by module, by name), so a model with
+    more modalities starts from one with fewer (same order)."""
+    from multimodalgen.personalized.foundation import load_into
+
+    skipped = load_into(model, state)
+    key = "modality_embedding"
     own = model.state_dict()
-    skipped = []
-    with torch.no_grad():
-        for key, value in state.items():
-            if key not in own:
-                skipped.append(key)
-            elif own[key].shape == value.shape:
-                own[key].copy_(value)
-            elif key == "modality_embedding" and own[key].shape[1:] == value.shape[1:]:
-                n = min(own[key].shape[0], value.shape[0])
-                own[key][:n].copy_(value[:n])
-            else:
-                skipped.append(key)
+    if key in skipped and key in own and own[key].shape[1:] == state[key].shape[1:]:
+        n = min(own[key].shape[0], state[key].shape[0])
+        with torch.no_grad():
+            own[key][:n].copy_(state[key][:n])
+        skipped.remove(key)
     return skipped
 
 
