@@ -47,7 +47,7 @@ def test_label_folder_bad_input(tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     nib.Nifti1Image(np.random.rand(4, 4, 4).astype(np.float32), np.eye(4)).to_filename(str(bad / "x.nii.gz"))
-    with pytest.raises(UserInputError, match="not integer"):
+    with pytest.raises(UserInputError, match="non-integer"):
         read_label_folder(bad)
     (bad / "x.nii.gz").unlink()
     nib.Nifti1Image(np.zeros((4, 4, 4, 2), np.uint8), np.eye(4)).to_filename(str(bad / "y.nii.gz"))

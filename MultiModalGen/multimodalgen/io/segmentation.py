@@ -86,10 +86,10 @@ def _read_segmentation(path: str) -> Volume:
 
 
 def default_color(label: int) -> list[float]:
-    """A distinct, deterministic RGB colour in [0, 1] for label value `label`."""
-    palette = [(0.89, 0.10, 0.11), (0.22, 0.49, 0.72), (0.30, 0.69, 0.29), (0.60, 0.31, 0.64),
-               (1.00, 0.50, 0.00), (1.00, 1.00, 0.20), (0.65, 0.34, 0.16), (0.97, 0.51, 0.75)]
-    return list(palette[(label - 1) % len(palette)])
+    """A distinct, deterministic RGB colour in [0, 1] for label value `label` (`terminology.default_color`)."""
+    from multimodalgen.terminology import default_color as palette_color
+
+    return list(palette_color(label))
 
 
 def write_segmentation(volume: Volume, path: str) -> None:

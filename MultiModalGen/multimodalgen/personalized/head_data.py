@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 
 from multimodalgen.intensity import CT_WINDOW_HU, normalize
-from multimodalgen.synthesis.head import HEAD_CLASSES
 from multimodalgen.synthesis.label_sources import read_label_folder
 from multimodalgen.synthesis.subjects import HeadSubjectSampler
 
@@ -29,7 +28,7 @@ class HeadBatches:
         self.sampler = HeadSubjectSampler(read_label_folder(label_dir), device)
         self.modalities = tuple(modalities)
         self.spacing = float(spacing)
-        self.ct_window = tuple(ct_window) if ct_window else CT_WINDOW_HU
+        self.ct_window = tuple(ct_window or CT_WINDOW_HU)
         self.p_partial, self.p_epi = p_partial, p_epi
 
     def subject(self, seed: int, shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,10 +43,3 @@ class HeadBatches:
         out = [self.subject(s, shape) for s in seeds]
         return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])
 
-
-def head_label_names() -> tuple[str, ...]:
-    """The label names of a head-trained model, in label-value order (index 0 = background)."""
-    return HEAD_CLASSES
-
-
-__all__ = ["HeadBatches", "head_label_names"]

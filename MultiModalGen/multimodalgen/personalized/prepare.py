@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from multimodalgen.errors import UserInputError
-from multimodalgen.intensity import normalize
+from multimodalgen.intensity import CT_WINDOW_HU, normalize
 from multimodalgen.volume import Volume, other_grid_error, same_grid
 
 
@@ -56,8 +56,7 @@ def stack_images(images: dict[str, Volume], modalities: tuple[str, ...], resampl
             from multimodalgen.resample import resample_like
 
             vol = resample_like(vol, reference, order="linear")
-        out[modalities.index(name)] = (normalize(vol.array, name, ct_window=tuple(ct_window)) if ct_window
-                                       else normalize(vol.array, name))
+        out[modalities.index(name)] = normalize(vol.array, name, ct_window=tuple(ct_window or CT_WINDOW_HU))
         present[modalities.index(name)] = True
     return out, present, reference
 

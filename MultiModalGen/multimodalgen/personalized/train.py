@@ -21,7 +21,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -184,9 +183,11 @@ def training_losses(model, cfg: TrainConfig, images: torch.Tensor, labels: torch
 
 
 def _save(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    """Write a checkpoint atomically (`io.atomic_path`: temp file, fsync, rename; nothing left on error)."""
+    from multimodalgen.io.writers import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, device: torch.device | str = "cpu",

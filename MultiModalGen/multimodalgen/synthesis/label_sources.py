@@ -70,22 +70,20 @@ def _read_nifti(path: Path):
 
 
 def check_label_map(array: np.ndarray, name: str) -> np.ndarray:
-    """A 3D integer label map with <= 255 classes, as int32; UserInputError naming `name` otherwise."""
+    """A 3D integer label map with <= 255 classes, as int32; UserInputError naming `name` otherwise (integer and
+    sign checks are `volume.check_label_array`'s)."""
+    from multimodalgen.volume import check_label_array
+
     array = np.asarray(array)
     if array.ndim != 3:
         raise UserInputError(f"label map {name} is not 3D", expected="an (I, J, K) integer label map",
                              got=f"shape {array.shape}", fix="pass one 3D label map per file")
-    if not np.issubdtype(array.dtype, np.integer):
-        finite = np.isfinite(array).all()
-        if not finite or not np.array_equal(array, np.round(array)):
-            raise UserInputError(f"label map {name} is not integer-valued", expected="integer labels",
-                                 got=f"dtype {array.dtype} with fractional values",
-                                 fix="give a label map (not an image or probability map)")
-    values = np.unique(array)
-    if values.min() < 0 or len(values) > 256:
-        raise UserInputError(f"label map {name} has {len(values)} values", expected="<= 255 non-negative classes",
-                             got=f"values {values.min()}..{values.max()}", fix="merge classes into at most 255")
-    return array.astype(np.int32)
+    labels = check_label_array(array, what=f"label map {name}")
+    n = len(np.unique(labels))
+    if n > 256:
+        raise UserInputError(f"label map {name} has {n} values", expected="<= 255 classes besides background",
+                             got=f"values {labels.min()}..{labels.max()}", fix="merge classes into at most 255")
+    return labels.astype(np.int32)
 
 
 def prepare_label_folder(data_dir: str | Path, out_dir: str | Path) -> dict:
@@ -128,11 +126,10 @@ def prepare_label_folder(data_dir: str | Path, out_dir: str | Path) -> dict:
 
 
 def _atomic_nifti(img, path: Path) -> None:
-    import os
+    from multimodalgen.io.writers import atomic_path
 
-    tmp = path.with_name(path.name + ".tmp.nii.gz")
-    img.to_filename(str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        img.to_filename(str(tmp))
 
 
 def read_label_folder(folder: str | Path) -> LabelSources:
