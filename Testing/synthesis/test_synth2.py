@@ -102,6 +102,34 @@ def test_partial_field_of_view_blanks_images_and_labels(label_folder):
                                                   outside.sum())
 
 
+def test_template_subjects_are_smooth_and_labelled_at_their_resolution(label_folder):
+    from multimodalgen.synthesis.label_sources import read_label_folder
+    from multimodalgen.synthesis.subjects import HeadSubjectSampler, smoothed_classes
+
+    sampler = HeadSubjectSampler(read_label_folder(label_folder))
+    sharp = sampler.sample(3, (24, 24, 24), 3.0, ("T1",), p_partial=0.0, p_template=0.0)
+    again = sampler.sample(3, (24, 24, 24), 3.0, ("T1",), p_partial=0.0)
+    assert torch.equal(sharp.classes, again.classes)          # p_template = 0 draws nothing: synth-2.0 unchanged
+    smooth = sampler.sample(3, (24, 24, 24), 3.0, ("T1",), p_partial=0.0, p_template=1.0)
+
+    def roughness(x):                                         # mean absolute neighbour difference
+        return float((x[1:] - x[:-1]).abs().mean() / x.abs().mean())
+
+    assert roughness(smooth.images["T1"]) < 0.8 * roughness(sharp.images["T1"])
+    # labels at the image's resolution: fewer class boundaries than the sharp anatomy, same classes
+    def boundaries(c):
+        return int((c[1:] != c[:-1]).sum())
+
+    assert boundaries(smooth.classes) < boundaries(sharp.classes)
+    # a thin ribbon disappears under smoothing; a large block keeps its label
+    classes = torch.zeros((20, 20, 20), dtype=torch.int64)
+    classes[4:16, 4:16, 4:16] = 2
+    classes[10, :, :] = 1
+    out = smoothed_classes(classes, 8.0, 1.0)
+    assert out.shape == classes.shape and out.dtype == classes.dtype
+    assert int((out == 1).sum()) < int((classes == 1).sum()) and out[7, 10, 10] == 2 and out[0, 0, 0] == 0
+
+
 def test_individualisation_changes_ventricles_and_cortex(label_folder):
     from multimodalgen.synthesis.fields import make_generator
     from multimodalgen.synthesis.head import individual_classes, sample_head_params

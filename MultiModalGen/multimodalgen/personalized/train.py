@@ -69,6 +69,7 @@ class TrainConfig:
     label_dir: str | None = None      # synth-2 head subjects from this prepared label folder (None: synth-1 phantoms)
     p_partial: float = 0.2            # synth-2: probability of a cut field of view
     p_epi: float = 0.1                # synth-2: probability that an MR image is EPI-like
+    p_template: float = 0.0           # synth-2.1: probability of a smoothed subject labelled at its resolution
     max_present: int = 0              # at most this many modalities per subject and step (0 = no cap)
     checkpoint_every: int = 50
     log_every: int = 10
@@ -205,7 +206,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: torch.device | str = "c
         from multimodalgen.personalized.head_data import HeadBatches
 
         batches = HeadBatches(cfg.label_dir, cfg.model.modalities, cfg.model.working_spacing, cfg.model.ct_window,
-                              cfg.p_partial, cfg.p_epi)
+                              cfg.p_partial, cfg.p_epi, cfg.p_template)
     synth_version = _synth_version(cfg)
     start = 0
     ckpt = out / "last.pt"

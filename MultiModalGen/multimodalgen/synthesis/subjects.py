@@ -8,6 +8,14 @@ anatomy (`head.render_head`) and the tissue properties (`physics.sample_tissue_p
 subject, each modality gets its own acquisition (`physics.sample_acquisition`). With probability `p_partial` the
 field of view is cut by one or two random planes (partial heads, slabs): outside it the images are 0 and the classes
 background, as a scanner's field of view would leave them. Deterministic given the seed.
+
+Template-like subjects (synth-2.1, probability `p_template`): every modality is smoothed with one Gaussian of FWHM
+4-10 mm, as population templates and heavily smoothed research images are, and the classes are labelled *at that
+resolution*: the argmax of the one-hot class map smoothed with the same Gaussian. This is how SPM defines the tissue
+maps of its smoothed templates (a voxel belongs to the tissue that dominates its neighbourhood); with sharp labels
+the network had to guess a cortical ribbon the image cannot show and called the whole blurred cortex white matter.
+Sharp images (the other subjects) keep sharp labels, and per-modality smoothing (a blurry PET beside a sharp T1)
+keeps them too, since the other modalities still show the anatomy.
 """
 
 from __future__ import annotations
@@ -17,12 +25,13 @@ import dataclasses
 import numpy as np
 import torch
 
+from multimodalgen.synthesis.fields import gaussian_blur
 from multimodalgen.synthesis.head import brain_centre, render_head, sample_head_params
 from multimodalgen.synthesis.label_sources import LabelSources
 from multimodalgen.synthesis.physics import (MODALITIES, render_modality, sample_acquisition,
                                              sample_tissue_properties)
 
-SYNTH2_VERSION = "synth-2.0"
+SYNTH2_VERSION = "synth-2.1"
 
 
 @dataclasses.dataclass
@@ -52,7 +61,7 @@ class HeadSubjectSampler:
         self.device = torch.device(device)
 
     def sample(self, seed: int, shape: tuple[int, int, int], spacing: float, modalities: tuple[str, ...],
-               p_partial: float = 0.2, p_epi: float = 0.1) -> HeadSubject:
+               p_partial: float = 0.2, p_epi: float = 0.1, p_template: float = 0.0) -> HeadSubject:
         unknown = [m for m in modalities if m not in MODALITIES]
         if unknown:
             raise ValueError(f"no synth-2 renderer for {unknown}; known: {MODALITIES}")
@@ -60,8 +69,14 @@ class HeadSubjectSampler:
         params = sample_head_params(rng, shape, spacing)
         classes, subclasses, affine = render_head(self.tissue, self.affine, params, self.centre)
         table = sample_tissue_properties(rng, params.subclasses)
-        images = {m: render_modality(classes, subclasses, table, sample_acquisition(rng, m, p_epi=p_epi), spacing)
-                  for m in modalities}
+        template_fwhm = float(rng.uniform(4.0, 10.0)) if p_template > 0 and rng.random() < p_template else 0.0
+        acquisitions = {m: sample_acquisition(rng, m, p_epi=p_epi) for m in modalities}
+        if template_fwhm > 0:
+            acquisitions = {m: dataclasses.replace(a, smooth_fwhm_mm=template_fwhm, slice_mm=spacing, epi=False)
+                            for m, a in acquisitions.items()}
+        images = {m: render_modality(classes, subclasses, table, acq, spacing) for m, acq in acquisitions.items()}
+        if template_fwhm > 0:
+            classes = smoothed_classes(classes, template_fwhm, spacing)
         if rng.random() < p_partial:
             keep = _field_of_view(rng, tuple(shape), self.device)
             classes = torch.where(keep, classes, torch.zeros_like(classes))
@@ -84,3 +99,12 @@ def _field_of_view(rng: np.random.Generator, shape: tuple[int, int, int], device
         view[axis] = n
         keep = keep & inside.view(view)
     return keep
+
+
+def smoothed_classes(classes: torch.Tensor, fwhm_mm: float, spacing: float) -> torch.Tensor:
+    """Classes labelled at a coarser resolution: argmax over the one-hot map `(C, I, J, K)` smoothed with a Gaussian
+    of `fwhm_mm` (grid spacing `spacing` mm). `(I, J, K)` int64 in, same shape and values out."""
+    sigma = fwhm_mm / (2.0 * (2.0 * np.log(2.0)) ** 0.5) / spacing
+    n = int(classes.max()) + 1
+    smooth = torch.stack([gaussian_blur((classes == c).float(), (sigma, sigma, sigma)) for c in range(n)])
+    return smooth.argmax(dim=0).to(classes.dtype)
