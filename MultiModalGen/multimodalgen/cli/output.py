@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 
 def print_result(args, payload: dict, human: str) -> None:
@@ -15,10 +16,13 @@ def print_result(args, payload: dict, human: str) -> None:
 
 def run_verb_and_print(args, ctx, verb: str, params: dict, out, human) -> int:
     """The CLI's door to the verb registry: run `verb` with `params` writing to `out`, print the result (`human`:
-    a function of the `Result` giving the line to print, or None for the result as JSON) and return exit code 0."""
+    a function of the `Result` giving the line to print, or None for the result as JSON), then each of
+    `metrics["warnings"]` as a `warning:` line on stderr, and return exit code 0."""
     from multimodalgen.verbs import RunContext, run_verb
 
     result = run_verb(verb, params, out, RunContext(ctx.device_name, ctx.progress, None))
     payload = result.to_json()
     print_result(args, payload, human(result) if human else json.dumps(payload, default=str))
+    for warning in result.metrics.get("warnings") or []:      # plausibility checks: never a silent wrong answer
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     return 0

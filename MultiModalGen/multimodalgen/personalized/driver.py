@@ -63,6 +63,9 @@ def segment_files(images: dict, *, out: Path, ctx: RunContext, adapter: str | No
     metrics = {"segments": segments, "modalities": list(label.metadata.get("modalities", [])),
                "adapter": info.get("adapter") or "none", "base_model": info.get("base_model"),
                "working_spacing_mm": label.metadata.get("working_spacing_mm")}
+    quality = label.metadata.get("quality") or {}
+    metrics.update({"volumes_ml": quality.get("volumes_ml"), "confidence": quality.get("confidence"),
+                    "warnings": list(quality.get("warnings") or [])})
     if reference_label is not None:
         from multimodalgen.dice import dice_scores
 

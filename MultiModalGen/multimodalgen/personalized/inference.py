@@ -18,6 +18,7 @@ from multimodalgen.errors import UserInputError
 from multimodalgen.personalized.model import PersonalizedNet, _head
 from multimodalgen.personalized.prepare import check_modalities, model_input, stack_images, to_image_grid
 from multimodalgen.personalized.sliding import predict_logits
+from multimodalgen.personalized.quality import check_segmentation
 from multimodalgen.terminology import definitions_for, segments_from_labels
 from multimodalgen.progress import Progress
 from multimodalgen.volume import Volume
@@ -72,7 +73,8 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
         return_probabilities: also return a `(C, I, J, K)` float32 probability Volume.
     Returns:
         uint8 label Volume `(I, J, K)` on the reference grid (metadata: label names, `segments` with each label's
-        name, colour and terminology (`multimodalgen.terminology`), seconds, ttp seconds),
+        name, colour and terminology (`multimodalgen.terminology`), seconds, ttp seconds, `quality`: volumes in mL,
+        confidence and plausibility warnings from `personalized.quality`),
         plus the probability Volume when asked.
     """
     progress = progress or Progress.null()
@@ -98,11 +100,14 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
     with torch.no_grad():
         probs = to_image_grid(predict_logits(model, x, mask), size, native).softmax(dim=1)[0]
     labels = probs.argmax(0).cpu().numpy().astype(np.uint8)
+    voxel_ml = abs(float(np.linalg.det(reference.affine[:3, :3]))) / 1e3
+    quality = check_segmentation(labels, probs.cpu().numpy(), voxel_ml, dict(enumerate(model.config.labels)))
     meta = {"labels": dict(enumerate(model.config.labels)),
             "segments": segments_from_labels(definitions_for(model.config.labels)),
             "modalities": [m for m, p in
             zip(model.config.modalities, present) if p], "seconds": round(time.perf_counter() - t0, 2),
-            "ttp_seconds": round(ttp_seconds, 2), "working_spacing_mm": model.config.working_spacing or None, **info}
+            "ttp_seconds": round(ttp_seconds, 2), "working_spacing_mm": model.config.working_spacing or None,
+            "quality": quality, **info}
     out = Volume(labels, reference.affine.copy(), "LABEL", meta)
     progress.update("segment", 1.0, "done")
     if return_probabilities:

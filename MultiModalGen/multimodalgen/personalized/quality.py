@@ -1,0 +1,61 @@
+"""Plausibility checks of a tissue segmentation: a wrong answer must not pass silently with exit 0.
+
+    check_segmentation(labels, probs, voxel_ml, label_names) -> {"volumes_ml", "confidence", "warnings"}
+
+Inputs: `labels` `(I, J, K)` integer label values (value v = `label_names[v]`), `probs` `(C, I, J, K)` softmax
+probabilities on the same grid, `voxel_ml` the volume of one voxel in mL (mm^3 / 1000).
+
+Checks (each failing one adds a one-sentence warning naming what was seen and what to do):
+- *No brain*: grey + white matter < 50 mL (a brain in the field of view has > 300 mL even when cut).
+- *Implausible proportions*: cerebrospinal fluid > 60 % of grey + white + CSF, or white matter > 3x grey matter
+  (adult heads: CSF 10-35 %, WM/GM 0.6-1.2; the concentric rings of the phantom-trained model gave CSF ~70 %).
+- *Low confidence*: the mean winning probability over the voxels called brain tissue is < 0.6 (the model's
+  classes compete everywhere: an input unlike anything it was trained on).
+The thresholds are wide on purpose: they flag answers that are wrong, not unusual anatomy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from multimodalgen.terminology import canonical_name
+
+MIN_BRAIN_ML = 50.0
+MAX_CSF_FRACTION = 0.6
+MAX_WM_TO_GM = 3.0
+MIN_CONFIDENCE = 0.6
+
+
+def check_segmentation(labels: np.ndarray, probs: np.ndarray | None, voxel_ml: float,
+                       label_names: dict[int, str]) -> dict:
+    """Volumes per named segment (mL), mean confidence inside brain tissue, and warnings (see module docstring)."""
+    volumes = {}
+    counts = np.bincount(np.asarray(labels, dtype=np.int64).ravel(), minlength=max(label_names) + 1)
+    for value, name in label_names.items():
+        if value > 0:
+            volumes[name] = round(float(counts[value]) * voxel_ml, 1)
+    canonical = {canonical_name(n): v for n, v in volumes.items()}
+    gm = canonical.get("grey matter", 0.0)
+    wm = canonical.get("white matter", 0.0)
+    csf = canonical.get("cerebrospinal fluid", 0.0)
+    warnings: list[str] = []
+    confidence = None
+    brain_values = [v for v, n in label_names.items()
+                    if canonical_name(n) in ("grey matter", "white matter", "cerebrospinal fluid")]
+    if not brain_values:
+        return {"volumes_ml": volumes, "confidence": None, "warnings": warnings}
+    if gm + wm < MIN_BRAIN_ML:
+        warnings.append(f"only {gm + wm:.0f} mL of grey and white matter was found: the image may not show a brain, "
+                        "or the modality names may be wrong; check the input before using this result.")
+    elif csf > MAX_CSF_FRACTION * (gm + wm + csf) or wm > MAX_WM_TO_GM * max(gm, 1e-6):
+        warnings.append(f"implausible tissue proportions (grey {gm:.0f} mL, white {wm:.0f} mL, CSF {csf:.0f} mL): "
+                        "the input is probably outside what the model was trained for; do not use these volumes.")
+    if probs is not None:
+        brain = np.isin(labels, brain_values)
+        if brain.any():
+            confidence = round(float(np.asarray(probs).max(axis=0)[brain].mean()), 3)
+            if confidence < MIN_CONFIDENCE:
+                warnings.append(f"low confidence (mean {confidence:.2f} inside brain tissue, expected > "
+                                f"{MIN_CONFIDENCE}): the input is unlike the model's training data; review the "
+                                "result or fine-tune an adapter on a labelled case.")
+    return {"volumes_ml": volumes, "confidence": confidence, "warnings": warnings}
