@@ -41,6 +41,25 @@ def test_train_on_head_subjects_and_resume(tmp_path):
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
 
 
+def test_export_of_a_head_run_records_sources_template_subjects_and_history(tmp_path):
+    from multimodalgen.personalized.export import export_run
+    from multimodalgen.personalized.train import TrainConfig, train
+    from multimodalgen.personalized.weights import load_model
+    from multimodalgen.synthesis.label_sources import prepare_label_folder
+
+    prepare_label_folder(write_fake_data_folder(tmp_path / "data"), tmp_path / "labels")
+    cfg = TrainConfig(model=head_config(), shape=(16, 16, 16), steps=1, label_dir=str(tmp_path / "labels"),
+                      p_template=1.0)
+    train(cfg, tmp_path / "run")
+    out = export_run(tmp_path / "run", tmp_path / "personalized-v9", {"dice": 0.5}, history="stage A then B")
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "100% template-like subjects" in card and "- history: stage A then B" in card
+    assert "synth-2.1" in card and '"dice": 0.5' in card
+    model, ref = load_model(out)
+    assert ref.name == "personalized-v9" and len(ref.sha256) == 64 and model.config.labels == HEAD_LABELS
+    assert json.loads((out / "pretrain_config.json").read_text())["label_dir"] == "LABELS"
+
+
 def test_train_refuses_a_bad_label_folder(tmp_path):
     from multimodalgen.errors import UserInputError
     from multimodalgen.personalized.train import TrainConfig, train

@@ -170,8 +170,10 @@ def colin(model, data: Path, seg) -> dict:
     pred = np.isin(lab.array, gm_values) & bet
     truth = (aal > 0) & bet
     dice = float(2 * (pred & truth).sum() / max(1, pred.sum() + truth.sum()))
+    quality = lab.metadata.get("quality") or {}
     return {"gm_dice_vs_aal": dice, "seconds": round(seconds, 1), "peak_rss_gb": round(peak / 1e6, 2),
-            "peak_rss_gb_before": round(before / 1e6, 2)}
+            "peak_rss_gb_before": round(before / 1e6, 2), "volumes_ml": quality.get("volumes_ml"),
+            "confidence": quality.get("confidence"), "warnings": quality.get("warnings", [])}
 
 
 def adapter_run(base: str, spm: Path, work: Path, truth, steps: int) -> tuple[str, dict]:
@@ -271,7 +273,10 @@ def main() -> int:
         for method in [m for m in loaded if "+MoR" not in m]:
             results["colin27"][method] = colin(method, data, seg)
             r = results["colin27"][method]
-            print(f"{method:<24} GM Dice {r['gm_dice_vs_aal']:.3f}  {r['seconds']} s  peak RSS {r['peak_rss_gb']} GB")
+            print(f"{method:<24} GM Dice {r['gm_dice_vs_aal']:.3f}  {r['seconds']} s  peak RSS {r['peak_rss_gb']} GB"
+                  f"  volumes (mL) {r['volumes_ml']}  confidence {r['confidence']}  warnings: {len(r['warnings'])}")
+            for w in r["warnings"]:
+                print(f"    warning: {w}")
     first = methods[0]
     old = [mean3(results["oldnorm"][first][s]) for s in subsets]
     km = [mean3(results["oldnorm"]["k-means (oracle mask)"][s]) for s in subsets]

@@ -1,7 +1,7 @@
 """Export a finished training run as a shipped personalized model (fp16) with a MODEL_CARD.md.
 
     python -m multimodalgen.personalized.export --run DIR --out MultiModalGen/Resources/Models/personalized-v2
-        [--name personalized-v2] [--working-spacing 4] [--metrics results.json]
+        [--name personalized-v2] [--working-spacing 4] [--metrics results.json] [--history TEXT]
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from multimodalgen.personalized.weights import save_model
 
 
 def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | None = None,
-               working_spacing: float = 0.0, metrics_source: str = "benchmarks/personalized") -> Path:
+               working_spacing: float = 0.0, metrics_source: str = "benchmarks/personalized",
+               history: str | None = None) -> Path:
     """Write `out/config.json`, `out/model.safetensors` (fp16), `out/pretrain_config.json` (the run's training
     config, replayable with `label_dir` pointed at a prepared label folder) and `out/MODEL_CARD.md` from
-    `run/last.pt`."""
+    `run/last.pt`. `history`: how a run that changed config on the way got there (stages, steps, configs), put
+    in the card verbatim."""
     from multimodalgen.personalized.synthetic import SYNTH_VERSION as PHANTOM_VERSION
 
     name = name or out.name
@@ -52,11 +54,13 @@ def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | No
     n_params = sum(p.numel() for p in model.parameters())
     size = (out / "model.safetensors").stat().st_size
     if cfg.label_dir:
-        data = ("synth-2 head subjects (`multimodalgen.synthesis.subjects`): individual heads drawn from SPM's TPM "
+        data = (f"{synth_version} head subjects (`multimodalgen.synthesis.subjects`): individual heads drawn from SPM's TPM "
                 "(GPL-2) with random pose, elastic deformation, cortical folding, cortical thickness, ventricle size, "
                 "sulcal CSF and skull thickness, rendered as T1/T2/PD/FLAIR (spin-echo / inversion-recovery physics), "
                 "CT (HU) and PET-like images of the same subject, with random slice thickness 1-7 mm, smoothing, bias, "
-                "noise, EPI distortion and cut fields of view. Label sources: " + ", ".join(
+                "noise, EPI distortion and cut fields of view" + (
+                    f"; {cfg.p_template:.0%} template-like subjects (every modality smoothed 4-10 mm FWHM, classes "
+                    "labelled at that resolution)" if cfg.p_template else "") + ". Label sources: " + ", ".join(
                     f"{k} ({v['licence']})" for k, v in training["label_sources"].items()) + ". No real image, and "
                 "no non-commercial atlas, was used.")
     else:
@@ -78,7 +82,7 @@ def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | No
              "(images are resampled to it and the probabilities back)"
              + (f"; sliding windows of {model.config.patch_size}^3" if model.config.patch_size else "")
              + (f"; CT window {list(model.config.ct_window)} HU" if model.config.ct_window else ""),
-             f"- data engine: {data}", "",
+             f"- data engine: {data}"] + ([f"- history: {history}"] if history else []) + ["",
              "## Files", "",
              f"- model.safetensors: fp16, {size / 1e6:.2f} MB, {n_params} parameters, sha256 `{ref.sha256}`",
              "- config.json: architecture (PersonalizedConfig), label definitions and training record",
@@ -111,9 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metrics", default=None, help="JSON file with benchmark metrics to put in the card")
     p.add_argument("--working-spacing", type=float, default=0.0,
                    help="mm the model runs at (PersonalizedConfig.working_spacing; 0 = the images' grid)")
+    p.add_argument("--history", default=None, help="text for the model card: how the run got there when its config "
+                   "changed on the way (stages, steps, configs)")
     a = p.parse_args(argv)
     metrics = json.loads(Path(a.metrics).read_text()) if a.metrics else None
-    export_run(Path(a.run), Path(a.out), metrics, a.name, a.working_spacing)
+    export_run(Path(a.run), Path(a.out), metrics, a.name, a.working_spacing, history=a.history)
     return 0
 
 
