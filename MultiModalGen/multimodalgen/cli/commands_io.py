@@ -7,13 +7,15 @@ import json
 
 
 def add_parser(subparsers) -> None:
-    info = subparsers.add_parser("info", help="print geometry, orientation, spacing and value range of a volume")
-    info.add_argument("path", help="image file (.nii/.nii.gz/.nrrd/.mha/.seg.nrrd) or DICOM folder")
+    info = subparsers.add_parser("info", help="print geometry, orientation, spacing and value range of an image",
+                                 description="Describe any image: a 3D volume, a 2D image or a single DICOM slice "
+                                 "(only the engines need 3D). Prints to the terminal; writes nothing.")
+    info.add_argument("path", help="image file (.nii/.nii.gz/.nrrd/.mha/.seg.nrrd/.dcm, 2D or 3D) or DICOM folder")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.set_defaults(handler=run_info)
 
     convert = subparsers.add_parser("convert", help="convert between formats, optionally resample or reorient")
-    convert.add_argument("input")
+    convert.add_argument("input", help="image or label map file, or DICOM folder")
     convert.add_argument("output", help="format from the name: .nii.gz, .nrrd, .mha, .seg.nrrd")
     convert.add_argument("--label", action="store_true", help="treat as a label map (nearest-neighbour, integers)")
     convert.add_argument("--reference", help="resample onto this image's grid (explicit resampling)")
@@ -26,9 +28,10 @@ def run_info(args, ctx) -> int:
     from multimodalgen.io import read_volume
     from multimodalgen.volume import describe
 
-    volume = read_volume(args.path, allow_nonfinite=True)
+    volume = read_volume(args.path, allow_nonfinite=True, allow_2d=True)
     summary = describe(volume)
     summary["path"] = args.path
+    summary["dimensions"] = 2 if volume.metadata.get("2d") else 3
     if "segments" in volume.metadata:
         summary["segments"] = volume.metadata["segments"]
     if args.json or args.progress == "json":
@@ -45,6 +48,9 @@ def run_info(args, ctx) -> int:
         f"values       min {summary['min']:.6g}  max {summary['max']:.6g}  mean {summary['mean']:.6g}"
         if summary["min"] is not None else "values       none finite",
     ]
+    if summary["dimensions"] == 2:
+        lines.append("note         a 2D image (one slice): described here; register, segment, fewshot and "
+                     "features need a 3D volume (for DICOM, the folder with all slices of the series)")
     if summary["nonfinite_voxels"]:
         lines.append(f"WARNING      {summary['nonfinite_voxels']} NaN/Inf voxels")
     for segment in summary.get("segments", []):
@@ -58,4 +64,4 @@ def run_convert(args, ctx) -> int:
 
     params = {"input": args.input, "label": args.label, "reference": args.reference, "spacing": args.spacing,
               "orient": args.orient}
-    return run_verb_and_print(args, ctx, "convert", params, args.output, lambda r: f"wrote {args.output}")
+    return run_verb_and_print(args, ctx, "convert", params, args.output)

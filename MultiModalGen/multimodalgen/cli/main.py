@@ -17,6 +17,7 @@ import sys
 import traceback
 
 from multimodalgen import __version__
+from multimodalgen.cli.verb_docs import HelpFormatter, epilog
 from multimodalgen.errors import CancelledError, UserInputError
 from multimodalgen.progress import MODES, Progress
 
@@ -73,7 +74,27 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:  # each module imports only light code at parser build time
         importlib.import_module(name).add_parser(subparsers)
+    for name, verb_parser in subparsers.choices.items():
+        verb_parser.epilog = epilog(name) or verb_parser.epilog
+        _use_help_formatter(verb_parser)
     return parser
+
+
+def verb_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """{"register": its parser, "models list": ..., ...}: every verb's (and sub-verb's) parser under `parser`."""
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:  # argparse keeps subparsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found[name] = sub
+                found.update({f"{name} {k}": v for k, v in verb_parsers(sub).items()})
+    return found
+
+
+def _use_help_formatter(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = HelpFormatter  # keeps line breaks, shows defaults
+    for sub in verb_parsers(parser).values():
+        sub.formatter_class = HelpFormatter
 
 
 def main(argv: list[str] | None = None) -> int:

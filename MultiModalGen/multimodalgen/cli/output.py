@@ -14,15 +14,18 @@ def print_result(args, payload: dict, human: str) -> None:
         print(human, flush=True)
 
 
-def run_verb_and_print(args, ctx, verb: str, params: dict, out, human) -> int:
-    """The CLI's door to the verb registry: run `verb` with `params` writing to `out`, print the result (`human`:
-    a function of the `Result` giving the line to print, or None for the result as JSON), then each of
-    `metrics["warnings"]` as a `warning:` line on stderr, and return exit code 0."""
+def run_verb_and_print(args, ctx, verb: str, params: dict, out, human=None) -> int:
+    """The CLI's door to the verb registry: run `verb` with `params` writing to `out`, print the result, then each
+    of `metrics["warnings"]` as a `warning:` line on stderr, and return exit code 0. The line printed is the verb's
+    success sentence (`verbs.messages.success_sentence`: what was written where, the headline number), or
+    `human(result)` when a command gives its own; with `--progress json` the full result as one JSON `result`
+    event instead."""
     from multimodalgen.verbs import RunContext, run_verb
+    from multimodalgen.verbs.messages import success_sentence
 
     result = run_verb(verb, params, out, RunContext(ctx.device_name, ctx.progress, None))
     payload = result.to_json()
-    print_result(args, payload, human(result) if human else json.dumps(payload, default=str))
+    print_result(args, payload, human(result) if human else success_sentence(verb, result, out))
     for warning in result.metrics.get("warnings") or []:      # plausibility checks: never a silent wrong answer
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     return 0

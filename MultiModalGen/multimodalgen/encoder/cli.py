@@ -62,5 +62,4 @@ def run_features(args, ctx) -> int:
 
     params = {"image": args.image, "modality": args.modality, "encoder": args.encoder, "patch": args.patch,
               "overlap": args.overlap}
-    return run_verb_and_print(args, ctx, "features", params, args.out, lambda r: (
-        f"wrote {r.metrics['channels']}-channel features {tuple(r.metrics['shape'][1:])} to {args.out}"))
+    return run_verb_and_print(args, ctx, "features", params, args.out)

@@ -38,11 +38,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--register", choices=("auto", "on", "off"), default="auto",
                    help="support mode: carry the support labels by registration (auto: when available)")
     p.add_argument("--encoder", choices=("auto", "on", "off"), default="off",
-                   help="add the foundation encoder's features (auto: when its weights are shipped; default off "
-                        "until the shipped weights are shown to help, see benchmarks/fewshot/README.md)")
+                   help="also use the foundation encoder's features: off (default: the shipped encoder lowered "
+                        "Dice in benchmarks/fewshot/RESULTS.md), on, or auto (on when encoder weights are shipped)")
     p.add_argument("--resample", action="store_true", help="resample channels / the painting on other grids onto "
                    "the first image's grid (reported); default: refuse")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the head's training: the same seed and "
+                   "inputs give the same labels")
     p.set_defaults(handler=run)
 
 
@@ -112,11 +113,4 @@ def run(args, ctx) -> int:
         params["images"], params["modalities"] = _pairs(args.image, "--image")
         params.update(annotation=args.annotations, apply_task=args.apply_task, save_task=args.save_task,
                       task=args.task)
-
-    def human(result) -> str:
-        notes = "".join(f"note: {n}\n" for n in result.metrics.get("notes", []))
-        saved = f"; task saved to {result.outputs['task']}" if "task" in result.outputs else ""
-        return f"{notes}wrote {args.out} (labels {result.metrics.get('labels')}, " \
-               f"{sum(result.timings.values()):.1f} s){saved}"
-
-    return run_verb_and_print(args, ctx, "fewshot", params, args.out, human)
+    return run_verb_and_print(args, ctx, "fewshot", params, args.out)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from multimodalgen.errors import UserInputError
+from multimodalgen.io.dicom_objects import refuse_non_image_dicom, refuse_non_image_folder
 from multimodalgen.io.memory import check_fits_in_memory
 from multimodalgen.io.segmentation import is_segmentation_path, read_segmentation
 from multimodalgen.io.sitk_bridge import affine_ras_from_lps, sitk_to_volume
@@ -67,6 +68,7 @@ def _dicom_series_files(folder: Path) -> list[str]:
 
     series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not series:
+        refuse_non_image_folder(folder)
         raise UserInputError(f"no DICOM series found in {folder}", expected="a folder of DICOM slices",
                              fix="point to the folder that holds the .dcm files of one series")
     # The series with the most slices is taken; others are reported.
@@ -92,7 +94,7 @@ def _read_header(reader_path: str | list[str]):
 
 
 def read_volume(path: str | os.PathLike, modality: str | None = None, *, allow_nonfinite: bool = False,
-                allow_channels: bool = True) -> Volume:
+                allow_channels: bool = True, allow_2d: bool = False) -> Volume:
     """Read an image as a `Volume` with a RAS affine.
 
     Args:
@@ -100,6 +102,8 @@ def read_volume(path: str | os.PathLike, modality: str | None = None, *, allow_n
         modality: name stored on the Volume ("T1", "CT", ...), or None.
         allow_nonfinite: keep NaN/Inf (otherwise refused with a clear error).
         allow_channels: accept multi-component images as `(C, I, J, K)`; otherwise refuse them.
+        allow_2d: accept a 2D image or a single slice (`info` describes any image; the engines need 3D): returned
+            as one slice, shape `(I, J, 1)`, and `metadata["2d"] = True`.
 
     Returns:
         Volume with array `(I, J, K)` (scalar) or `(C, I, J, K)` (vector image) in the file's dtype.
@@ -111,6 +115,8 @@ def read_volume(path: str | os.PathLike, modality: str | None = None, *, allow_n
     if is_segmentation_path(str(path)):
         return read_segmentation(str(path))
     check_data_file_reference(path)
+    if path.is_file():
+        refuse_non_image_dicom(path)
     source: str | list[str] = _dicom_series_files(path) if path.is_dir() else str(path)
     try:
         size, components, dimension = _read_header(source)
@@ -118,7 +124,10 @@ def read_volume(path: str | os.PathLike, modality: str | None = None, *, allow_n
         raise UserInputError(f"cannot read {path}", expected=f"a readable image ({', '.join(SUPPORTED_SUFFIXES)} "
                              "or a DICOM folder)", got=_first_line(exc),
                              fix="check that the file is complete and in a supported format") from exc
-    if dimension == 2 or (dimension == 3 and size[2] == 1 and not path.is_dir()):
+    flat = dimension == 2 or (dimension == 3 and size[2] == 1 and not path.is_dir())
+    if flat and allow_2d:
+        return _read_2d(path, source, modality, components, allow_nonfinite)
+    if flat:
         raise UserInputError(f"{path.name} is a 2D image", expected="a 3D volume",
                              got=f"size {size}", fix="give a 3D volume (or a DICOM folder with all slices)")
     if dimension == 4:
@@ -155,6 +164,23 @@ def read_volume(path: str | os.PathLike, modality: str | None = None, *, allow_n
     except UserInputError:
         raise
     except Exception as exc:  # noqa: BLE001 - ITK, nibabel, zlib: a corrupt file raises many kinds; one clear line
+        raise UserInputError(f"cannot read {path}", expected="an uncorrupted image file", got=_first_line(exc),
+                             fix="the file may be truncated or corrupt; re-export it") from exc
+    if not allow_nonfinite:
+        check_finite(volume, f"image {path.name}")
+    return volume
+
+
+def _read_2d(path: Path, source, modality: str | None, components: int, allow_nonfinite: bool) -> Volume:
+    """A 2D image or single slice as a one-slice Volume `(I, J, 1)` (`(C, I, J, 1)` for vector images)."""
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(source if isinstance(source, str) else source[0])
+        if image.GetDimension() == 2:
+            image = sitk.JoinSeries(image)  # (I, J) -> (I, J, 1): spacing 1 mm and identity along the new axis
+        volume = sitk_to_volume(image, modality, {"source": str(path), "2d": True})
+    except Exception as exc:  # noqa: BLE001 - as in read_volume: one clear line for any reader failure
         raise UserInputError(f"cannot read {path}", expected="an uncorrupted image file", got=_first_line(exc),
                              fix="the file may be truncated or corrupt; re-export it") from exc
     if not allow_nonfinite:

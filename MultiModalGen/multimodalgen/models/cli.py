@@ -9,7 +9,7 @@ def add_parser(subparsers) -> None:
     models = subparsers.add_parser("models", help="list shipped models and user adapters")
     sub = models.add_subparsers(dest="models_command", metavar="ACTION")
     listing = sub.add_parser("list", help="list shipped models and user adapters")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(handler=run_list)
 
 

@@ -17,24 +17,34 @@ def add_parser(subparsers) -> None:
                     "personalized-v2)")
     ft.add_argument("--labels", default=None, help="comma-separated label names, value 0 first (default: the base "
                     "model's label set)")
-    ft.add_argument("--method", choices=("mor", "lora", "full"), default="mor")
-    ft.add_argument("--steps", type=int, default=150)
+    ft.add_argument("--method", choices=("mor", "lora", "full"), default="mor",
+                    help="what is trained: mor (mixture of low-rank adapters), lora (one low-rank adapter), full "
+                    "(every weight; largest file)")
+    ft.add_argument("--steps", type=int, default=150, help="training steps at most (early stopping may end sooner)")
     ft.add_argument("--crop", type=int, default=48, help="training crop size in voxels (multiple of 16)")
-    ft.add_argument("--lr", type=float, default=3e-3)
+    ft.add_argument("--lr", type=float, default=3e-3, help="learning rate (Adam)")
     ft.add_argument("--calib-steps", type=int, default=0, help="TD-Calib label-free steps before tuning")
-    ft.add_argument("--val-fraction", type=float, default=0.2)
+    ft.add_argument("--val-fraction", type=float, default=0.2, help="fraction of the cases held out for "
+                    "validation (early stopping)")
     ft.add_argument("--patience", type=int, default=4, help="validations without improvement before stopping")
-    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--seed", type=int, default=0, help="random seed (crops, validation split): the same seed "
+                    "and inputs give the same adapter")
     ft.add_argument("--resample", action="store_true", help="resample images on other grids onto the first "
                     "modality's grid (only when already aligned in world space)")
     ft.set_defaults(handler=run_finetune)
 
     seg = subparsers.add_parser("segment", help="personalized segmentation from any subset of a patient's "
-                                "modalities")
+                                "modalities",
+                                description="Segment a patient's head into tissues (grey matter, white matter, CSF) "
+                                "from any subset of the modalities the model knows, fused into one personalized "
+                                "representation. The shipped default model personalized-v2 knows T1, T2 and PD; "
+                                "a --base-model or --adapter trained on other modalities accepts those. The images "
+                                "must be on one grid (register them first, or --resample when already aligned).")
     seg.add_argument("--image", action="append", required=True, metavar="NAME=PATH",
                      help="one per modality, e.g. --image T1=t1.nii.gz --image T2=t2.nii.gz")
     seg.add_argument("--adapter", default=None, help="adapter folder or name (default: the base model alone)")
-    seg.add_argument("--base-model", default=None, help="personalized model folder or name")
+    seg.add_argument("--base-model", default=None, help="personalized model folder or name (default "
+                     "personalized-v2)")
     seg.add_argument("--out", required=True, help="label map to write (.nii.gz, .nrrd, .seg.nrrd)")
     seg.add_argument("--probabilities", action="store_true", help="also write the class probabilities (C channels) "
                      "as <name>.probabilities.nii.gz beside --out")
@@ -78,8 +88,7 @@ def run_finetune(args, ctx) -> int:
               "patience": args.patience, "seed": args.seed, "resample": args.resample,
               "labels": [s.strip() for s in args.labels.split(",")] if args.labels else None}
     out = _adapter_out(args.out)
-    return run_verb_and_print(args, ctx, "finetune", params, out, lambda r: (
-        f"adapter written to {out} ({r.metrics['size_bytes'] / 1e3:.1f} kB)"))
+    return run_verb_and_print(args, ctx, "finetune", params, out)
 
 
 def run_segment(args, ctx) -> int:
@@ -88,6 +97,4 @@ def run_segment(args, ctx) -> int:
     params = {"images": {m: str(p) for m, p in parse_images(args.image).items()}, "adapter": args.adapter,
               "base_model": args.base_model, "probabilities": args.probabilities, "ttp_steps": args.ttp_steps,
               "resample": args.resample, "reference_label": args.reference_label}
-    return run_verb_and_print(args, ctx, "segment", params, args.out, lambda r: (
-        f"labels written to {args.out} from {', '.join(r.metrics['modalities'])} in "
-        f"{sum(r.timings.values()):.2f} s"))
+    return run_verb_and_print(args, ctx, "segment", params, args.out)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from multimodalgen.registration.contract import INITS, MODES, PRESETS
 
 
@@ -51,7 +49,7 @@ def run_apply(args, ctx) -> int:
 
     params = {"moving": args.moving, "transform": args.transform, "reference": args.reference,
               "labels": args.labels, "fill": args.fill, "inverse": args.inverse}
-    return run_verb_and_print(args, ctx, "apply", params, args.out, lambda r: f"wrote {args.out}")
+    return run_verb_and_print(args, ctx, "apply", params, args.out)
 
 
 def _keep_freed_memory() -> None:
@@ -81,9 +79,4 @@ def run(args, ctx) -> int:
               "fixed_labels": args.fixed_labels, "fixed_mask": args.fixed_mask, "moving_mask": args.moving_mask,
               "mode": args.mode, "preset": args.preset, "init": args.init, "overlay": not args.no_overlay,
               "diffeomorphic": args.diffeomorphic, "inverse_consistent": args.inverse_consistent}
-    return run_verb_and_print(args, ctx, "register", params, args.out_dir, lambda r: json.dumps({
-        "out_dir": str(args.out_dir), "mode": args.mode, "preset": args.preset,
-        "similarity_before": r.metrics.get("similarity_before"), "similarity_after": r.metrics.get("similarity_after"),
-        "nonpositive_jacobian_fraction": r.metrics.get("jacobian", {}).get("nonpositive_fraction"),
-        "dice_mean": r.metrics.get("dice", {}).get("dice_mean"),
-        "seconds": r.timings.get("end_to_end_in_process")}))
+    return run_verb_and_print(args, ctx, "register", params, args.out_dir)

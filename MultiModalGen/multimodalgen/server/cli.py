@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest JSON request body in KiB (default 256)")
     parser.add_argument("--allow-selftest", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", default=None, help="folder for uploads and outputs (default: a temp folder)")
-    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                        help="server log detail")
 
 
 def config_from_args(args, device: str = "auto", threads: int | None = 0):

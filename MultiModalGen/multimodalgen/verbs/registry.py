@@ -4,7 +4,8 @@ A driver is a file-level function in the verb's own package with the signature
 ``driver(**params, out: Path, ctx: RunContext) -> Result``. `out` is the output file (verbs with ``output="file"``)
 or folder (``output="dir"``). Every door (CLI, worker, batch, server via the worker) calls `run_verb`, which checks
 the parameters against the verb's declaration (an unknown or mistyped parameter is a one-line `UserInputError`,
-never silently dropped), applies the output policy (`verbs.output_policy`) and calls the driver.
+never silently dropped), applies the output policy (`verbs.output_policy`: no output over an input, every output writable,
+checked before the driver runs) and calls the driver.
 """
 
 from __future__ import annotations
@@ -183,12 +184,13 @@ def load_driver(verb: Verb) -> Callable[..., Result]:
 
 def run_verb(name: str, params: dict[str, Any], out: str | os.PathLike, ctx: RunContext | None = None) -> Result:
     """Run verb `name` with `params` (local paths), writing to `out`; returns the driver's `Result`."""
-    from multimodalgen.verbs.output_policy import refuse_output_over_inputs
+    from multimodalgen.verbs.output_policy import check_outputs_writable, refuse_output_over_inputs
 
     verb = get_verb(name)
     kwargs = verb.check(params)
     out = Path(out)
     refuse_output_over_inputs(out, verb, input_files(verb, kwargs), kwargs)
+    check_outputs_writable(out, verb, kwargs)
     result = load_driver(verb)(**kwargs, out=out, ctx=ctx or RunContext())
     if not isinstance(result, Result):
         raise TypeError(f"driver of verb {name!r} returned {type(result).__name__}, not a Result")

@@ -1,0 +1,88 @@
+"""What each verb's `--help` ends with: the files it writes, and how good it is (a headline measured number with the
+benchmark and results file that produced it; numbers are copied from those files, never computed here).
+
+`cli.main.build_parser` attaches `epilog(name)` to every verb and uses `HelpFormatter`, which shows each option's
+default. The README's per-verb section says the same (tested by Testing/core/test_docs_match_cli.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+#: verb -> (what it writes, measured headline with its source). Empty headline: the verb computes nothing to score.
+VERB_DOCS: dict[str, tuple[str, str]] = {
+    "info": ("nothing (prints geometry, orientation, spacing and value range; --json for JSON)",
+             "reader fuzz: 240 of 240 damaged NIfTI/NRRD/MHA/.seg.nrrd/DICOM files read or refused in one line "
+             "(benchmarks/io/fuzz_readers.py --cases 40, run by Testing/verbs/test_data_safety.py)"),
+    "convert": ("OUTPUT (format from its name; label maps keep values and a NAME.labels.json sidecar)",
+                "reader fuzz: 240 of 240 damaged files read or refused in one line (benchmarks/io/fuzz_readers.py)"),
+    "register": ("into --out-dir: transform.h5 (ITK, LPS, fixed->moving), inverse_transform.h5, displacement.nii.gz, "
+                 "warped.nii.gz, warped_labels.nii.gz (with --moving-labels), report.json, overlay.png",
+                 "dev set, 4 MR cases, 2 CPU cores: mean Dice .842, TRE 2.09 mm, no folding, 8.2 s per case; ANTs "
+                 ".732 / 3.47 mm, elastix .717 / 4.45 mm (benchmarks/registration/results/table.md)"),
+    "apply": ("OUT: the moving image (or --labels) resampled onto the reference grid",
+              "reproduces register's warped.nii.gz, identical away from the outermost voxels "
+              "(Testing/verbs/test_registration_outputs.py)"),
+    "fewshot": ("OUT: the label map (+ NAME.labels.json beside it, NAME = OUT without its extension); "
+                "--save-task T: the task folder",
+                "12 AAL structures on Colin27, Dice on the unpainted slices K=1/3/5: .649/.789/.839 vs best "
+                "baseline .670 (ANTs atlas)/.732/.838 (fill between slices) (benchmarks/fewshot/RESULTS.md)"),
+    "segment": ("OUT: the label map with named, coloured, SNOMED-coded segments (+ NAME.labels.json); "
+                "--probabilities: NAME.probabilities.nii.gz",
+                "personalized-v2, real heads (SPM oldnorm), mean Dice grey/white/CSF over 7 modality subsets .36 "
+                "(worst .32); k-means with an oracle brain mask .65 — accuracy on real heads is still low "
+                "(benchmarks/personalized/results/real_heads_2026-12-03_v3-step620.txt)"),
+    "finetune": ("OUT: the adapter folder (a name alone: into the user adapter folder)",
+                 "MoR adapter fine-tuned on avg152 in 190 s, 87 kB: mean Dice .41 on SPM oldnorm vs .19 for its "
+                 "base model (the unshipped synth-2 model) (benchmarks/personalized/results/real_heads_2026-12-03_v3-step620.txt)"),
+    "features": ("OUT: the 16-channel encoder feature map on the image's grid",
+                 "encoder-v2: cross-contrast voxel matching .842 (avg152) / .692 (oldnorm) vs MIND-SSC .374 / "
+                 ".260; 128^3 in 1.6 s on 2 cores (benchmarks/encoder/results/table.md)"),
+    "pretrain": ("into --out: last.pt (checkpoint), config.json, train_log.jsonl",
+                 "encoder-v2 took 5.7K steps (CPU, then 1000 on an H200); see "
+                 "MultiModalGen/Resources/Models/encoder-v2/MODEL_CARD.md"),
+    "batch": ("into --out-dir: one folder per study with the task's files and status.json; summary.csv",
+              "no stored throughput result: measure it with benchmarks/batch/bench_throughput.py"),
+    "demo": ("into --out-dir: every engine's results on the shipped sample data, PNG figures, summary.json", ""),
+    "models": ("nothing (lists shipped models and user adapters)", ""),
+    "serve": ("nothing locally (an HTTP server; job folders under --workdir are deleted when done)", ""),
+}
+
+
+def readme_table() -> str:
+    """The README's "What each verb gives you" table (Markdown), one row per verb of `VERB_DOCS`."""
+    rows = ["| verb | writes | how good (measured; source) |", "|---|---|---|"]
+    rows += [f"| `{verb}` | {outputs} | {measured or '-'} |" for verb, (outputs, measured) in VERB_DOCS.items()]
+    return "\n".join(rows)
+
+
+def epilog(verb: str) -> str | None:
+    """The `--help` epilog of `verb`: "Outputs: ..." and "Measured: ..." lines (None for an undocumented verb)."""
+    if verb not in VERB_DOCS:
+        return None
+    outputs, measured = VERB_DOCS[verb]
+    return f"Outputs: {outputs}." + (f"\nMeasured: {measured}." if measured else "")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse help that (1) keeps the line structure of descriptions and epilogs (each line wrapped on its own,
+    its leading spaces kept) and (2) appends "(default: X)" to an option whose help does not mention its default."""
+
+    def _fill_text(self, text, width, indent):
+        import textwrap
+
+        lines = []
+        for line in text.splitlines():
+            lead = line[:len(line) - len(line.lstrip())]
+            lines.append(textwrap.fill(line.strip(), width, initial_indent=indent + lead,
+                                       subsequent_indent=indent + lead + "  ") if line.strip() else "")
+        return "\n".join(lines)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("default" in text.lower() or default is None or default is False or default == []
+                or default is argparse.SUPPRESS or action.option_strings == [] or action.nargs == 0
+                and default is not True):
+            return text
+        return f"{text} (default: %(default)s)"

@@ -1,0 +1,102 @@
+"""The one human sentence each verb prints on success: what was written where, and the headline number.
+
+The command line prints `success_sentence(...)` unless `--progress json` (then the `result` event carries the full
+`Result`). Every verb goes through this one function, so the sentences read alike:
+``<verb>: wrote <what> to <where> (<headline>, <seconds> s).``
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from multimodalgen.verbs.result import Result
+
+
+def _seconds(result: Result) -> float:
+    """End-to-end seconds when the driver measured them, else the sum of its stages."""
+    timings = result.timings or {}
+    if "end_to_end_in_process" in timings:
+        return float(timings["end_to_end_in_process"])
+    return float(sum(float(v) for k, v in timings.items() if k != "engine"))
+
+
+def _dice(metrics: dict[str, Any]) -> str:
+    dice = metrics.get("dice") or {}
+    return f", mean Dice {dice['dice_mean']:.3f} against the reference" if "dice_mean" in dice else ""
+
+
+def _shape(shape) -> str:
+    return "x".join(str(int(s)) for s in (shape or []))
+
+
+def _register(result: Result, out: Path) -> str:
+    m = result.metrics
+    names = sorted(Path(p).name for p in result.outputs.values())
+    before, after = m.get("similarity_before"), m.get("similarity_after")
+    similarity = (f", dissimilarity {before:.3f} -> {after:.3f}" if isinstance(before, (int, float))
+                  and isinstance(after, (int, float)) else "")
+    folding = (m.get("jacobian") or {}).get("nonpositive_fraction")
+    folds = f", folding {100 * folding:.2f} % of voxels" if isinstance(folding, (int, float)) else ""
+    mode = m.get("mode") or (m.get("provenance") or {}).get("options", {}).get("mode") or "registration"
+    return (f"register: wrote {len(names)} files ({', '.join(names)}) to {out} ({mode}{similarity}{folds}"
+            f"{_dice(m)}, {_seconds(result):.1f} s).")
+
+
+def _segment(result: Result, out: Path) -> str:
+    m = result.metrics
+    names = [s.get("name", str(s.get("label"))) for s in m.get("segments", []) if isinstance(s, dict)]
+    return (f"segment: wrote {len(names)} segments ({', '.join(names)}) to {out} from "
+            f"{', '.join(m.get('modalities', [])) or 'the given images'} (adapter {m.get('adapter', 'none')}"
+            f"{_dice(m)}, {_seconds(result):.1f} s).")
+
+
+def _fewshot(result: Result, out: Path) -> str:
+    m = result.metrics
+    notes = "".join(f" Note: {n}." for n in m.get("notes", []) or [])
+    saved = f"; task saved to {result.outputs['task']}" if "task" in result.outputs else ""
+    labels = m.get("labels") or []
+    return (f"fewshot: wrote {len(labels)} structure(s) (labels {', '.join(str(v) for v in labels)}) to {out}"
+            f"{saved} ({_dice(m)[2:] + ', ' if _dice(m) else ''}{_seconds(result):.1f} s).{notes}")
+
+
+def _finetune(result: Result, out: Path) -> str:
+    m = result.metrics
+    return (f"finetune: wrote adapter {m.get('adapter_name', out.name)} to {out} "
+            f"({m.get('size_bytes', 0) / 1e3:.1f} kB, {m.get('cases', '?')} case(s), {_seconds(result):.1f} s).")
+
+
+def _features(result: Result, out: Path) -> str:
+    m = result.metrics
+    return (f"features: wrote {m.get('channels', '?')}-channel encoder features ({_shape(m.get('shape', [])[1:])} "
+            f"voxels) to {out} ({_seconds(result):.1f} s).")
+
+
+def _convert(result: Result, out: Path) -> str:
+    m = result.metrics
+    spacing = "x".join(f"{s:g}" for s in m.get("spacing_mm", []))
+    return f"convert: wrote {out} ({_shape(m.get('shape'))} voxels at {spacing} mm, {_seconds(result):.1f} s)."
+
+
+def _apply(result: Result, out: Path) -> str:
+    m = result.metrics
+    direction = "the inverse of the transform" if m.get("inverse") else "the transform"
+    return (f"apply: wrote the moving volume resampled through {direction} to {out} "
+            f"({_shape(m.get('shape'))} voxels on the reference grid, {_seconds(result):.1f} s).")
+
+
+def _resample(result: Result, out: Path) -> str:
+    return (f"resample: wrote {len(result.outputs)} volume(s) ({', '.join(sorted(result.outputs))}) to {out} "
+            f"({_seconds(result):.1f} s).")
+
+
+_SENTENCES = {"register": _register, "segment": _segment, "fewshot": _fewshot, "finetune": _finetune,
+              "features": _features, "convert": _convert, "apply": _apply, "resample": _resample}
+
+
+def success_sentence(verb: str, result: Result, out: str | Path) -> str:
+    """One line saying what verb `verb` wrote where and its headline number (no JSON, no newline)."""
+    writer = _SENTENCES.get(verb)
+    if writer is None:
+        return f"{verb}: wrote {', '.join(str(p) for p in result.outputs.values()) or out}."
+    return " ".join(writer(result, Path(out)).split("\n"))
