@@ -213,6 +213,24 @@ STEPS: list[tuple[str, Callable]] = [
 ]
 
 
+def _sentence(summary: dict, out: Path) -> str:
+    """The demo's success sentence: what it wrote where, and each engine's headline number."""
+    steps = summary["steps"]
+    done = [name for name, step in steps.items() if step["status"] == "done"]
+    figures = sorted(p for step in steps.values() for p in step.get("outputs", []) if str(p).endswith(".png"))
+    numbers = []
+    registration = steps.get("registration", {}).get("metrics", {})
+    if "transform_error_mean_mm" in registration:
+        numbers.append(f"registration error {registration['transform_error_mean_mm']:.2f} mm mean vs the known "
+                       f"motion (identity {registration['identity_error_mean_mm']:.1f} mm)")
+    fewshot = steps.get("fewshot", {}).get("metrics", {})
+    if "dice_unpainted_slices" in fewshot:
+        numbers.append(f"few-shot Dice {fewshot['dice_unpainted_slices']:.3f} on the unpainted slices")
+    return (f"demo: wrote the results of {len(done)}/{len(steps)} steps ({', '.join(done)}) and {len(figures)} "
+            f"figures to {out}" + (f" ({'; '.join(numbers)})" if numbers else "") + "; summary.json lists every "
+            "step.")
+
+
 def run(args, ctx) -> int:
     samples = Path(args.sample_dir) if args.sample_dir else sample_data_dir()
     out = Path(args.out_dir)
@@ -233,5 +251,5 @@ def run(args, ctx) -> int:
     ctx.progress.update("demo", 1.0, "done")
     write_json(summary, out / "summary.json")
     print_result(args, {"out_dir": str(out), "steps": {k: v["status"] for k, v in summary["steps"].items()}},
-                 f"demo outputs in {out} (summary.json lists every step)")
+                 _sentence(summary, out))
     return 0

@@ -48,6 +48,29 @@ def test_register_sentence_names_files_and_numbers():
     assert "transform.h5" in line and "0.400 -> 0.100" in line and "0.840" in line and "8.2 s" in line
 
 
+def test_segment_sentence_has_volumes_and_confidence():
+    result = Result({"labels": Path("s.nii.gz")}, {"segments": [{"label": 1, "name": "grey matter"}],
+                                                    "modalities": ["T1", "T2"], "adapter": "none",
+                                                    "volumes_ml": {"grey matter": 612.4}, "confidence": 0.81},
+                    {"segment": 2.0})
+    line = success_sentence("segment", result, "seg.nii.gz")
+    assert "grey matter 612 mL" in line and "confidence 0.81" in line and "T1, T2" in line
+
+
+def test_demo_sentence_has_the_engines_headline_numbers():
+    from multimodalgen.demo import _sentence
+
+    summary = {"steps": {
+        "io": {"status": "done", "outputs": ["io/a.png", "io/b.nii.gz"]},
+        "registration": {"status": "done", "outputs": ["registration/overlay.png"],
+                         "metrics": {"transform_error_mean_mm": 0.934, "identity_error_mean_mm": 7.784}},
+        "fewshot": {"status": "done", "outputs": ["fewshot/t.png"], "metrics": {"dice_unpainted_slices": 0.7401}},
+        "personalized": {"status": "not available", "reason": "no model"}}}
+    line = _sentence(summary, Path("demo_output"))
+    assert line.startswith("demo: wrote the results of 3/4 steps") and "3 figures to demo_output" in line
+    assert "0.93 mm" in line and "Dice 0.740" in line and "\n" not in line
+
+
 def test_convert_prints_a_sentence_and_json_only_with_progress_json(tmp_path, volume, capsys):
     write_volume(volume, tmp_path / "v.nii.gz")
     assert main(["--progress", "none", "convert", str(tmp_path / "v.nii.gz"), str(tmp_path / "c.nrrd")]) == 0
@@ -154,6 +177,20 @@ def test_info_describes_a_single_slice_dicom_file_engines_still_refuse_it(tmp_pa
     assert "[24, 16, 1]" in text and "2D image" in text
     with pytest.raises(UserInputError, match="2D image"):
         read_volume(tmp_path / "one.dcm")
+
+
+def test_info_lists_the_named_segments_of_a_label_map_sidecar(tmp_path, label_volume, capsys):
+    from multimodalgen.io.writers import write_named_labels
+
+    label_volume.metadata["segments"] = [{"label": 1, "name": "tumour", "color": [1, 0, 0]},
+                                         {"label": 2, "name": "oedema", "color": [0, 0, 1]}]
+    outputs = write_named_labels(label_volume, tmp_path / "seg.nii.gz")
+    assert main(["info", str(tmp_path / "seg.nii.gz")]) == 0
+    text = capsys.readouterr().out
+    assert "segment      1: tumour" in text and "segment      2: oedema" in text
+    outputs["labels"].write_text("{not json")
+    assert main(["info", str(tmp_path / "seg.nii.gz")]) == 0  # a damaged sidecar is ignored, the image described
+    assert "segment " not in capsys.readouterr().out
 
 
 def _element(group: int, element: int, vr: bytes, value: bytes) -> bytes:

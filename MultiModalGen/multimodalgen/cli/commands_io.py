@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-
+from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
@@ -34,6 +34,8 @@ def run_info(args, ctx) -> int:
     summary["dimensions"] = 2 if volume.metadata.get("2d") else 3
     if "segments" in volume.metadata:
         summary["segments"] = volume.metadata["segments"]
+    elif not Path(args.path).is_dir():
+        summary.update(_sidecar_segments(Path(args.path)))
     if args.json or args.progress == "json":
         print(json.dumps({"event": "result", **summary}) if args.progress == "json" else json.dumps(summary, indent=2))
         return 0
@@ -57,6 +59,20 @@ def run_info(args, ctx) -> int:
         lines.append(f"segment      {segment['label']}: {segment['name']}")
     print("\n".join(lines))
     return 0
+
+
+def _sidecar_segments(path: Path) -> dict:
+    """{"segments": [...], "segments_from": sidecar} from a `<name>.labels.json` beside a label map, or {}."""
+    from multimodalgen.io.writers import labels_sidecar
+
+    sidecar = labels_sidecar(path)
+    try:
+        segments = json.loads(sidecar.read_text(encoding="utf-8")).get("segments") if sidecar.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return {}
+    if not isinstance(segments, list) or not all(isinstance(s, dict) and "label" in s for s in segments):
+        return {}
+    return {"segments": segments, "segments_from": str(sidecar)}
 
 
 def run_convert(args, ctx) -> int:

@@ -11,7 +11,8 @@ import argparse
 
 #: verb -> (what it writes, measured headline with its source). Empty headline: the verb computes nothing to score.
 VERB_DOCS: dict[str, tuple[str, str]] = {
-    "info": ("nothing (prints geometry, orientation, spacing and value range; --json for JSON)",
+    "info": ("nothing (prints geometry, orientation, spacing, value range and named segments of any image, 2D "
+             "included; --json for JSON)",
              "reader fuzz: 240 of 240 damaged NIfTI/NRRD/MHA/.seg.nrrd/DICOM files read or refused in one line "
              "(benchmarks/io/fuzz_readers.py --cases 40, run by Testing/verbs/test_data_safety.py)"),
     "convert": ("OUTPUT (format from its name; label maps keep values and a NAME.labels.json sidecar)",

@@ -46,9 +46,14 @@ def _register(result: Result, out: Path) -> str:
 def _segment(result: Result, out: Path) -> str:
     m = result.metrics
     names = [s.get("name", str(s.get("label"))) for s in m.get("segments", []) if isinstance(s, dict)]
+    volumes = m.get("volumes_ml") or {}
+    if isinstance(volumes, dict) and volumes:
+        names = [f"{n} {volumes[n]:.0f} mL" if isinstance(volumes.get(n), (int, float)) else n for n in names]
+    confidence = m.get("confidence")
+    trust = f", confidence {confidence:.2f}" if isinstance(confidence, (int, float)) else ""
     return (f"segment: wrote {len(names)} segments ({', '.join(names)}) to {out} from "
             f"{', '.join(m.get('modalities', [])) or 'the given images'} (adapter {m.get('adapter', 'none')}"
-            f"{_dice(m)}, {_seconds(result):.1f} s).")
+            f"{trust}{_dice(m)}, {_seconds(result):.1f} s).")
 
 
 def _fewshot(result: Result, out: Path) -> str:

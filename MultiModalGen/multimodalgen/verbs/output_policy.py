@@ -86,7 +86,9 @@ def _unwritable(path: Path, is_folder: bool) -> tuple[str, str] | None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        return (f"cannot write into {existing}: {exc.strerror or exc}",
+        where = f"cannot write into {existing}" if existing == folder else \
+            f"cannot create the output folder {folder}: writing into {existing} fails"
+        return (f"{where} ({exc.strerror or exc})",
                 "choose a folder you can write to (check its permissions and that the disk is not read-only)")
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"cannot write into {existing}: permission denied", "choose a folder you can write to"
