@@ -8,6 +8,7 @@ default. The README's per-verb section says the same (tested by Testing/core/tes
 from __future__ import annotations
 
 import argparse
+import re
 
 #: verb -> (what it writes, measured headline with its source). Empty headline: the verb computes nothing to score.
 VERB_DOCS: dict[str, tuple[str, str]] = {
@@ -72,12 +73,18 @@ class HelpFormatter(argparse.HelpFormatter):
     def _fill_text(self, text, width, indent):
         import textwrap
 
-        lines = []
-        for line in text.splitlines():
-            lead = line[:len(line) - len(line.lstrip())]
-            lines.append(textwrap.fill(line.strip(), width, initial_indent=indent + lead,
-                                       subsequent_indent=indent + lead + "  ") if line.strip() else "")
-        return "\n".join(lines)
+        out = []
+        for paragraph in re.split(r"\n\s*\n", text.strip("\n")):
+            lines = paragraph.splitlines()
+            if len(lines) > 1 and not any(line[:1].isspace() for line in lines) and not paragraph.startswith(
+                    ("Outputs:", "Measured:")):
+                lines = [" ".join(line.strip() for line in lines)]  # a prose paragraph: one line, re-wrapped
+            for line in lines:
+                lead = line[:len(line) - len(line.lstrip())]
+                out.append(textwrap.fill(line.strip(), width, initial_indent=indent + lead,
+                                         subsequent_indent=indent + lead + "  "))
+            out.append("")
+        return "\n".join(out).rstrip("\n")
 
     def _get_help_string(self, action):
         text = action.help or ""

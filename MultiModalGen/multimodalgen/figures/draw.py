@@ -192,9 +192,10 @@ class _Sheet:
         n_image = 256 - len(fixed)
         quantized = self.image.quantize(colors=n_image, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
         index = np.asarray(quantized).copy()
-        rgb = np.asarray(self.image)
-        for k, colour in enumerate(fixed):
-            index[(rgb == colour).all(axis=2)] = n_image + k
+        rgb = np.asarray(self.image).astype(np.int32)
+        key = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]  # one int per pixel: one compare per colour
+        for k, (r, g, b) in enumerate(fixed):
+            index[key == ((r << 16) | (g << 8) | b)] = n_image + k
         palette = quantized.getpalette()[:3 * n_image]
         palette += [0] * (3 * n_image - len(palette)) + [c for colour in fixed for c in colour]
         out = Image.fromarray(index.astype(np.uint8), "P")
