@@ -78,7 +78,10 @@ def prepareRegistration(fixedVolume, movingVolume, mode: str, preset: str, fixed
     # (replacing any earlier one, e.g. from a previous registration).
     params = {"fixed": exportVolume(fixedVolume, folder, "fixed"),
               "moving": exportVolume(movingVolume, folder, "moving", applyParentTransform=False),
-              "mode": mode, "preset": preset, "resample": bool(resample)}
+              "mode": mode, "preset": preset, "resample": bool(resample),
+              # what importRegistration reads: the dense field (deformable), the warped image (resample), the report
+              "outputs": ["report"] + (["displacement"] if mode == "deformable" else []) + (
+                  ["warped"] if resample else [])}
     if fixedMask is not None:
         params["fixed_mask"] = exportVolume(fixedMask, folder, "fixed_mask", label=True)
     if movingMask is not None:
@@ -90,8 +93,17 @@ def prepareRegistration(fixedVolume, movingVolume, mode: str, preset: str, fixed
 
 
 def importRegistration(outputs: dict, movingVolume, fixedVolume, outputTransform=None, outputVolume=None,
-                       movingSegmentation=None, applyToMoving: bool = True):
-    """Create/update the transform node (fixed -> moving, resampling convention) and optional resampled volume."""
+                       movingSegmentation=None, applyToMoving: bool = True, inverseTransform=None,
+                       createInverse: bool = True):
+    """Create/update the transform node (fixed -> moving, resampling convention) and optional resampled volume.
+
+    With `createInverse` (default) a second node holds the inverse (moving -> fixed, resampling convention: set as
+    the parent of the *fixed* volume it shows the fixed volume in the moving volume's place). It stores the same
+    matrix or displacement grid in the ToParent direction, so Slicer itself inverts it exactly where it is used
+    (grid transforms iteratively), and it can be inverted back (Data module > Invert transform, node.Inverse()) or
+    hardened like any transform node. It is `inverseTransform` when given, else the node the forward node
+    references as "inverse", else a new node; the forward node references it under "inverse".
+    """
     import slicer
 
     if outputs.get("displacement"):
@@ -106,12 +118,22 @@ def importRegistration(outputs: dict, movingVolume, fixedVolume, outputTransform
         rasField = field.array * np.array([-1.0, -1.0, 1.0], np.float32)[:, None, None, None]
         bridge.gridTransformFromField(outputTransform, rasField, field.affine)
     else:
+        rasField = None
         if outputTransform is None:
             outputTransform = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode",
                                                                  f"{movingVolume.GetName()} to fixed")
         bridge.linearTransformFromParent(outputTransform, np.asarray(outputs["affine"], dtype=np.float64))
     outputTransform.SetNodeReferenceID("fixed", fixedVolume.GetID())
     outputTransform.SetNodeReferenceID("moving", movingVolume.GetID())
+    if createInverse or inverseTransform is not None:
+        inverseTransform = _inverseNode(outputTransform, inverseTransform, rasField is not None, fixedVolume)
+        if rasField is not None:
+            bridge.gridTransformToParent(inverseTransform, rasField, field.affine)
+        else:
+            bridge.linearTransformToParent(inverseTransform, np.asarray(outputs["affine"], dtype=np.float64))
+        inverseTransform.SetNodeReferenceID("fixed", fixedVolume.GetID())
+        inverseTransform.SetNodeReferenceID("moving", movingVolume.GetID())
+        outputTransform.SetNodeReferenceID("inverse", inverseTransform.GetID())
     if applyToMoving:
         movingVolume.SetAndObserveTransformNodeID(outputTransform.GetID())
         if movingSegmentation is not None:
@@ -120,6 +142,21 @@ def importRegistration(outputs: dict, movingVolume, fixedVolume, outputTransform
         bridge.updateNodeFromVolume(outputVolume, readOutputVolume(outputs["warped"]))
         outputVolume.SetAndObserveTransformNodeID(None)
     return outputTransform
+
+
+def _inverseNode(forward, given, grid: bool, fixedVolume):
+    """The node that receives the inverse: `given`, else the forward node's "inverse" reference, else a new one
+    (a grid node for a grid transform, a linear node for a matrix; a node of the other kind is replaced)."""
+    import slicer
+
+    node = given if given is not None else forward.GetNodeReference("inverse")
+    className = "vtkMRMLGridTransformNode" if grid else "vtkMRMLLinearTransformNode"
+    if node is not None and node.IsA(className):
+        return node
+    name = node.GetName() if node is not None else f"{fixedVolume.GetName()} to moving (inverse)"
+    if node is not None:
+        slicer.mrmlScene.RemoveNode(node)
+    return slicer.mrmlScene.AddNewNodeByClass(className, name)
 
 
 # -- few-shot ----------------------------------------------------------------------------------------------------

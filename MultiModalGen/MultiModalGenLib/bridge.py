@@ -311,9 +311,28 @@ def linearTransformFromParent(transformNode, fixedToMoving: np.ndarray, util=Non
     transformNode.SetMatrixTransformFromParent(util.vtkMatrixFromArray(np.asarray(fixedToMoving, dtype=np.float64)))
 
 
+def linearTransformToParent(transformNode, fixedToMoving: np.ndarray, util=None) -> None:
+    """Set a transform node to the inverse of fixed -> moving: the same 4x4 RAS matrix stored ToParent, so the
+    node's FromParent (resampling) direction is moving -> fixed."""
+    util = _util(util)
+    transformNode.SetMatrixTransformToParent(util.vtkMatrixFromArray(np.asarray(fixedToMoving, dtype=np.float64)))
+
+
 def gridTransformFromField(transformNode, field: np.ndarray, fixedAffine: np.ndarray, vtkModules=None) -> None:
     """Set `transformNode` (vtkMRMLGridTransformNode) to the displacement field `(3, I, J, K)` RAS mm on the fixed
     grid `fixedAffine`, in the resampling (FromParent) direction."""
+    transformNode.SetAndObserveTransformFromParent(_orientedGrid(field, fixedAffine, vtkModules))
+
+
+def gridTransformToParent(transformNode, field: np.ndarray, fixedAffine: np.ndarray, vtkModules=None) -> None:
+    """Set `transformNode` to the *inverse* of the fixed -> moving field `(3, I, J, K)` RAS mm on `fixedAffine`:
+    the same grid stored in the ToParent direction. Slicer computes the FromParent (moving -> fixed) direction by
+    inverting the grid itself where it is needed; `transformNode.Inverse()` gives the forward map back."""
+    transformNode.SetAndObserveTransformToParent(_orientedGrid(field, fixedAffine, vtkModules))
+
+
+def _orientedGrid(field: np.ndarray, fixedAffine: np.ndarray, vtkModules=None):
+    """A vtkOrientedGridTransform holding displacement `field` `(3, I, J, K)` RAS mm on grid `fixedAffine`."""
     vtk, slicerModule, numpySupport = vtkModules or _vtkModules()
     origin, spacing, direction = gridGeometryFromAffine(fixedAffine)
     gridArray = fieldToGridArray(field)
@@ -330,14 +349,14 @@ def gridTransformFromField(transformNode, field: np.ndarray, fixedAffine: np.nda
     grid = slicerModule.vtkOrientedGridTransform()
     grid.SetDisplacementGridData(image)
     grid.SetGridDirectionMatrix(directionMatrix)
-    transformNode.SetAndObserveTransformFromParent(grid)
+    return grid
 
 
 def fieldFromGridTransform(transformNode, vtkModules=None) -> tuple[np.ndarray, np.ndarray]:
     """Read a grid transform node back: (field `(3, I, J, K)` RAS mm, affine of its grid), resampling direction."""
     vtk, _slicerModule, numpySupport = vtkModules or _vtkModules()
     grid = transformNode.GetTransformFromParent()
-    image = grid.GetDisplacementGrid()
+    image = grid.GetDisplacementGrid() if grid is not None and hasattr(grid, "GetDisplacementGrid") else None
     if image is None:
         raise UserInputError("the transform has no displacement grid", expected="a grid transform",
                              got=transformNode.GetName(), fix="select a grid (displacement field) transform")

@@ -42,7 +42,7 @@ def test_cancel_from_another_thread_stops_quickly_and_writes_nothing(tmp_path):
 
 def test_cancel_while_writing_leaves_no_files(tmp_path, monkeypatch):
     """A cancel arriving after some outputs were written removes them all (they live in a temporary folder)."""
-    import multimodalgen.registration.export as export
+    import multimodalgen.registration.outputs as outputs
     from multimodalgen.errors import CancelledError
     from multimodalgen.io import write_volume
     from multimodalgen.progress import Progress
@@ -54,14 +54,14 @@ def test_cancel_while_writing_leaves_no_files(tmp_path, monkeypatch):
     moving = render((24, 26, 22), grid_affine((24, 26, 22), 2.5), head=1.0, blobs=-0.8)
     write_volume(moving, tmp_path / "m.nii.gz")
     progress = Progress("none")
-    real_write = export.write_transform
+    real_write = outputs.write_itk_transform
 
-    def write_then_cancel(result, path):
-        out = real_write(result, path)
+    def write_then_cancel(transform, path):
+        out = real_write(transform, path)
         progress.cancel()  # the user presses Cancel while the outputs are being written
         return out
 
-    monkeypatch.setattr(export, "write_transform", write_then_cancel)
+    monkeypatch.setattr(outputs, "write_itk_transform", write_then_cancel)
     with pytest.raises(CancelledError):
         register_files(tmp_path / "f.nii.gz", tmp_path / "m.nii.gz", tmp_path / "out", mode="affine",
                        ctx=RunContext(progress=progress))

@@ -36,9 +36,12 @@ def test_itk_transform_maps_points_like_the_result(tmp_path):
     rng = np.random.default_rng(1)
     pts = rng.uniform(-14, 14, (50, 3))  # inside the field's grid
     ours = result.transform_points(pts)
+    from multimodalgen.registration.outputs import FIELD_QUANTUM_MM
+
     for p, q in zip(pts, ours):
         itk = np.asarray(tx.TransformPoint(_to_itk_point(p)))
-        np.testing.assert_allclose(itk, _to_itk_point(q), atol=1e-4)
+        # the stored field is rounded to FIELD_QUANTUM_MM (1/1024 mm) per component before compression
+        np.testing.assert_allclose(itk, _to_itk_point(q), atol=FIELD_QUANTUM_MM)
 
 
 def test_sitk_resampling_with_transform_h5_equals_our_warped_output(tmp_path):
@@ -129,9 +132,9 @@ def test_register_files_outputs_agree_with_transform(tmp_path, affine_pair, mode
     write_label(labels, tmp_path / "ml.nii.gz")
     out = tmp_path / "out"
     report = register_files(tmp_path / "f.nii.gz", tmp_path / "m.nii.gz", out, moving_labels=tmp_path / "ml.nii.gz",
-                            mode=mode)
-    for name in ("transform.h5", "displacement.nii.gz", "warped.nii.gz", "warped_labels.nii.gz", "report.json",
-                 "overlay.png"):
+                            mode=mode, outputs="all")
+    for name in ("transform.h5", "inverse_transform.h5", "displacement.nii.gz", "warped.nii.gz",
+                 "warped_labels.nii.gz", "report.json", "overlay.png"):
         assert (out / name).is_file(), name
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     assert json.loads((out / "report.json").read_text())["working_grid"]["reason"]

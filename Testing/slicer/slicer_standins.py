@@ -161,10 +161,30 @@ class TransformNode(NodeBase):
 
     def SetAndObserveTransformFromParent(self, t):
         self.fromParentGrid = t
+        self.toParentGrid = None  # Slicer: the other direction is computed (inverted) from this one when used
         self.linear = False
 
     def GetTransformFromParent(self):
         return self.fromParentGrid
+
+    def SetMatrixTransformToParent(self, m):
+        self.toParent = m.a.copy()
+        self.fromParentMatrix = np.linalg.inv(m.a)
+
+    def SetAndObserveTransformToParent(self, t):
+        self.toParentGrid = t
+        self.fromParentGrid = None
+        self.linear = False
+
+    def GetTransformToParent(self):
+        return self.__dict__.get("toParentGrid")
+
+    def Inverse(self):
+        """vtkMRMLTransformNode::Inverse: swap the two directions (what "Invert transform" does in Slicer)."""
+        if self.linear:
+            self.toParent, self.fromParentMatrix = np.linalg.inv(self.toParent), np.linalg.inv(self.fromParentMatrix)
+        else:
+            self.fromParentGrid, self.toParentGrid = self.__dict__.get("toParentGrid"), self.fromParentGrid
 
 
 class VolumeNode(NodeBase):

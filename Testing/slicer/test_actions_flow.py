@@ -59,7 +59,13 @@ def test_registration_action_creates_and_applies_transforms(fake_slicer, runner)
         outputs, moving, fixed, None, resampled))
     assert linear.className == "vtkMRMLLinearTransformNode" and moving.GetParentTransformNode() is linear
     assert np.allclose(linear.fromParentMatrix[:3, 3], [3.0, -1.5, 0.0], atol=0.5)
-    assert linear.references == {"fixed": fixed.GetID(), "moving": moving.GetID()}
+    inverse = linear.GetNodeReference("inverse")
+    assert linear.references == {"fixed": fixed.GetID(), "moving": moving.GetID(), "inverse": inverse.GetID()}
+    # the inverse node holds the same matrix ToParent: its resampling direction is moving -> fixed
+    assert inverse.className == "vtkMRMLLinearTransformNode" and fixed.GetParentTransformNode() is None
+    np.testing.assert_allclose(inverse.fromParentMatrix @ linear.fromParentMatrix, np.eye(4), atol=1e-9)
+    inverse.Inverse()  # inverting it in Slicer gives the forward map back
+    np.testing.assert_allclose(inverse.fromParentMatrix, linear.fromParentMatrix, atol=1e-9)
     assert resampled.kji.shape == fixed.kji.shape and np.allclose(resampled.ijkToRas, affine)
     assert not folder.exists()  # the exchange folder is cleaned up
     # Deformable again on the same moving volume, now under the linear transform: the moving side is taken in
@@ -72,6 +78,15 @@ def test_registration_action_creates_and_applies_transforms(fake_slicer, runner)
     field, field_affine = bridge.fieldFromGridTransform(grid, vtkModules=sx.VTK_MODULES)
     centre = (affine @ [12, 12, 10, 1])[:3]
     assert np.allclose(bridge.evaluateField(field, field_affine, centre[None])[0], [3.0, -1.5, 0.0], atol=0.75)
+    # the inverse became a grid node (the earlier linear inverse is replaced), holding the forward grid ToParent:
+    # Slicer inverts it where it is used; inverting the node gives the forward field back, ready to harden
+    inverse_grid = grid.GetNodeReference("inverse")
+    assert inverse_grid.className == "vtkMRMLGridTransformNode" and inverse_grid.GetID() not in (None, inverse.GetID())
+    assert inverse_grid.GetTransformFromParent() is None and inverse_grid.GetTransformToParent() is not None
+    inverse_grid.Inverse()
+    back, back_affine = bridge.fieldFromGridTransform(inverse_grid, vtkModules=sx.VTK_MODULES)
+    np.testing.assert_array_equal(back, field)
+    np.testing.assert_allclose(back_affine, field_affine)
 
 
 def test_fewshot_preview_then_apply_keeps_painted_slices(fake_slicer, runner):

@@ -45,7 +45,8 @@ def test_deformable_registration_outputs_follow_the_bridge_convention(worker, tm
     write_label(labels, tmp_path / "l.nii.gz")
     job = run_ok(worker, "register", {"fixed": ref(tmp_path / "f.nii.gz"), "moving": ref(tmp_path / "m.nii.gz"),
                                            "moving_labels": ref(tmp_path / "l.nii.gz"), "mode": "deformable",
-                                           "preset": "fast", "resample": True, "output_dir": str(tmp_path / "out")})
+                                           "preset": "fast", "resample": True, "output_dir": str(tmp_path / "out"),
+                                           "outputs": "default,displacement"})
     out = job.outputs
     assert Path(out["transform"]["file"]).is_file() and out["warped_labels"] is not None
     field = read_volume(out["displacement"]["file"])

@@ -18,7 +18,7 @@ from doors import batch_door, cli_door, server_door, worker_door
 #: Paths and clocks differ by door; a weights file's sha256 differs with float rounding (weights are compared
 #: tensor by tensor instead).
 VOLATILE = {"timings_s", "timings", "inputs", "cases_csv", "seconds", "created", "created_utc", "elapsed_s", "source",
-            "sha256"}
+            "sha256", "io_share", "bytes_written"}
 
 
 def _same_json(a, b, where=""):

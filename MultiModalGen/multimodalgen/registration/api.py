@@ -1,8 +1,7 @@
 """File-level registration: read inputs, register, write every output atomically as one set.
 
-Outputs in `out_dir` (see `contract.py` and `export.py` for the conventions):
-transform.h5, displacement.nii.gz (deformable mode), warped.nii.gz, warped_labels.nii.gz (with moving labels),
-report.json, overlay.png. They are first written into a hidden temporary folder inside `out_dir` and moved into
+Outputs in `out_dir`: the names chosen with `outputs` (see `outputs.py`; conventions in `contract.py` and
+`export.py`). They are first written into a hidden temporary folder inside `out_dir` and moved into
 place only when the whole run succeeded: a failure or a cancel leaves no partial output behind.
 """
 
@@ -18,8 +17,6 @@ from pathlib import Path
 from multimodalgen.errors import UserInputError
 from multimodalgen.verbs.result import Result, RunContext
 
-OUTPUT_NAMES = ("transform.h5", "displacement.nii.gz", "warped.nii.gz", "warped_labels.nii.gz", "report.json",
-                "overlay.png")
 
 
 def _read_inputs(fixed, moving, moving_labels, fixed_mask, moving_mask):
@@ -59,8 +56,8 @@ def register_files(fixed, moving, out, *, ctx: RunContext | None = None, moving_
                    fixed_mask=None, moving_mask=None, mode: str | None = None, preset: str | None = None,
                    init: str | None = None, overlay: bool = True, resample: bool = True,
                    diffeomorphic: bool | None = None, inverse_consistent: bool | None = None,
-                   moving_segments: list | None = None) -> Result:
-    """The `register` verb: register image files and write every output into folder `out` as one set.
+                   moving_segments: list | None = None, outputs=None) -> Result:
+    """The `register` verb: register image files and write the chosen outputs into folder `out` as one set.
 
     Args:
         fixed, moving: image paths (NIfTI, NRRD, MHA, DICOM folder).
@@ -70,25 +67,29 @@ def register_files(fixed, moving, out, *, ctx: RunContext | None = None, moving_
         fixed_labels: optional label map on the fixed grid: Dice of the warped labels against it (metrics).
         fixed_mask, moving_mask: optional masks on their image's grid.
         mode, preset, init: see `register_volumes` (defaults deformable, fast, moments).
-        overlay: write overlay.png (matplotlib). resample: write warped.nii.gz.
+        outputs: output names to write (see `outputs.OUTPUT_FILES`; None = `outputs.DEFAULT_OUTPUTS`).
+        overlay, resample: False leaves overlay.png / warped.nii.gz out of the default set.
         moving_segments: optional [{label, name, color}] of the moving labels, kept on warped_labels.
 
     Returns:
-        `Result`: outputs transform.h5 (ITK, LPS), displacement.nii.gz (deformable: T(x) - x, LPS mm components,
-        fixed grid), warped.nii.gz, warped_labels.nii.gz, report.json, overlay.png; metrics = the report (4x4 RAS
-        fixed -> moving `affine`, similarity, Jacobian statistics, Dice); timings in seconds.
+        `Result`: outputs {name: path} of the written files (transform.h5: ITK, LPS, fixed -> moving;
+        displacement.nii.gz: T(x) - x, LPS mm components, fixed grid, float32); metrics = the report (4x4 RAS
+        fixed -> moving `affine`, similarity, Jacobian statistics, Dice, bytes written, I/O share); timings in
+        seconds per phase (read, prepare, features, linear, deformable, export, write).
     """
     import numpy as np
 
-    from multimodalgen.io import write_json, write_label, write_volume
-    from multimodalgen.io.writers import copy_nifti_codes
+    from multimodalgen.io import write_json, write_volume
     from multimodalgen.registration.engine import register_volumes
-    from multimodalgen.registration.export import (displacement_volume, jacobian_determinant, warp_volume,
-                                                   write_inverse_transform, write_transform)
+    from multimodalgen.registration.export import (displacement_volume, inverse_sitk_transform, jacobian_determinant,
+                                                   to_sitk_transform, warp_volume)
+    from multimodalgen.registration.outputs import (OUTPUT_FILES, as_moving_dtype, quantize_field, select_outputs,
+                                                    write_itk_transform, write_nifti_like_fixed)
 
     ctx = ctx or RunContext()
     progress = ctx.progress
     mode, preset, init = mode or "deformable", preset or "fast", init or "moments"
+    wanted = select_outputs(outputs, has_labels=moving_labels is not None, overlay=overlay, resample=resample)
     t_start = time.perf_counter()
     vols = _read_inputs(fixed, moving, moving_labels, fixed_mask, moving_mask)
     t_read = time.perf_counter() - t_start
@@ -97,68 +98,105 @@ def register_files(fixed, moving, out, *, ctx: RunContext | None = None, moving_
                               device=ctx.torch_device(), progress=progress, diffeomorphic=diffeomorphic,
                               inverse_consistent=inverse_consistent)
     report = result.report
+    timings = report["timings_s"]
     report["affine"] = np.asarray(result.affine, dtype=np.float64).round(10).tolist()
     report["inputs"] = {k: str(v) for k, v in (("fixed", fixed), ("moving", moving), ("moving_labels", moving_labels),
                                                ("fixed_labels", fixed_labels), ("fixed_mask", fixed_mask),
                                                ("moving_mask", moving_mask)) if v}
-    report["timings_s"]["read"] = round(t_read, 3)
-    report["provenance"] = provenance(report.get("features", {}).get("kind") == "mind+encoder", mode=mode, preset=preset, init=init, diffeomorphic=diffeomorphic,
-                                      inverse_consistent=inverse_consistent, overlay=overlay, resample=resample,
+    timings["read"] = round(t_read, 3)
+    report["provenance"] = provenance(report.get("features", {}).get("kind") == "mind+encoder", mode=mode,
+                                      preset=preset, init=init, diffeomorphic=diffeomorphic,
+                                      inverse_consistent=inverse_consistent, outputs=list(wanted),
                                       device=str(ctx.torch_device()))
-    t0 = time.perf_counter()
+    t_export = time.perf_counter()
+    write_s = 0.0
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".register-", dir=out_dir))
-    try:
-        dense = result.dense_map()
-        grid = result.fixed_affine
-        from multimodalgen.volume import grid_world_coordinates
 
-        total = dense - grid_world_coordinates(result.fixed_shape, grid) if result.displacement is not None else None
-        write_transform(result, tmp / "transform.h5")
-        write_inverse_transform(result, tmp / "inverse_transform.h5")
-        if total is not None:
-            write_volume(displacement_volume(result, total), tmp / "displacement.nii.gz")
-            det = jacobian_determinant(total, grid)
-            report["jacobian"] = {"nonpositive_fraction": float(np.mean(det <= 0)), "min": float(det.min()),
-                                  "max": float(det.max())}
-        else:
-            det_a = float(np.linalg.det(result.affine[:3, :3]))
-            report["jacobian"] = {"nonpositive_fraction": float(det_a <= 0), "min": det_a, "max": det_a}
+    def write(name, writer, *args, **kwargs):  # timed: file I/O only (compression included)
+        nonlocal write_s
         progress.check_cancelled()
-        warped = warp_volume(result, vols["moving"], "linear", dense)
-        if resample:
-            write_volume(warped, tmp / "warped.nii.gz")
-            copy_nifti_codes(fixed, tmp / "warped.nii.gz")  # the fixed image's qform/sform codes
-        if vols["moving_labels"] is not None:
+        t = time.perf_counter()
+        writer(*args, **kwargs)
+        write_s += time.perf_counter() - t
+
+    try:
+        _jacobian_report(result, report, jacobian_determinant)
+        forward = to_sitk_transform(result)
+        if "transform" in wanted:
+            write("transform", write_itk_transform, forward, tmp / OUTPUT_FILES["transform"])
+        if "inverse" in wanted:
+            inverse = inverse_sitk_transform(forward, result)
+            write("inverse", write_itk_transform, inverse, tmp / OUTPUT_FILES["inverse"])
+        if "displacement" in wanted and result.displacement is not None:
+            field = displacement_volume(result)
+            field = field.with_array(quantize_field(field.array))
+            write("displacement", write_volume, field, tmp / OUTPUT_FILES["displacement"])
+        needs_map = {"warped", "warped_labels", "overlay"} & set(wanted) or fixed_labels is not None
+        dense = result.dense_map() if needs_map else None
+        warped = None
+        if {"warped", "overlay"} & set(wanted):
+            progress.check_cancelled()
+            warped = warp_volume(result, vols["moving"], "linear", dense)
+        if "warped" in wanted:
+            stored = warped.with_array(as_moving_dtype(warped.array, vols["moving"].array.dtype))
+            write("warped", write_nifti_like_fixed, stored, tmp / OUTPUT_FILES["warped"], fixed)
+        if vols["moving_labels"] is not None and ("warped_labels" in wanted or fixed_labels is not None):
             warped_labels = warp_volume(result, vols["moving_labels"], "nearest", dense)
             if moving_segments:
                 warped_labels.metadata["segments"] = list(moving_segments)
-            write_label(warped_labels, tmp / "warped_labels.nii.gz")
-            copy_nifti_codes(fixed, tmp / "warped_labels.nii.gz")
+            if "warped_labels" in wanted:
+                write("warped_labels", write_nifti_like_fixed, warped_labels, tmp / OUTPUT_FILES["warped_labels"],
+                      fixed, label=True)
             if fixed_labels is not None:
                 from multimodalgen.dice import dice_scores
                 from multimodalgen.io import read_label
 
-                report["dice"] = dice_scores(warped_labels, read_label(fixed_labels))
-        progress.check_cancelled()
-        if overlay:
+                t = time.perf_counter()
+                reference = read_label(fixed_labels)
+                timings["read"] = round(timings["read"] + time.perf_counter() - t, 3)
+                report["dice"] = dice_scores(warped_labels, reference)
+        if "overlay" in wanted:
             from multimodalgen.registration.overlay import save_before_after_png
             from multimodalgen.resample import resample_like
 
             before = resample_like(vols["moving"], vols["fixed"])
-            save_before_after_png(tmp / "overlay.png", vols["fixed"], before, warped,
-                                  f"{Path(str(moving)).name} -> {Path(str(fixed)).name} ({mode}, {preset})")
-        report["timings_s"]["write"] = round(time.perf_counter() - t0, 3)
-        report["timings_s"]["end_to_end_in_process"] = round(time.perf_counter() - t_start, 3)
-        report["outputs"] = sorted([p.name for p in tmp.iterdir()] + ["report.json"])
-        write_json(report, tmp / "report.json")
+            write("overlay", save_before_after_png, tmp / OUTPUT_FILES["overlay"], vols["fixed"], before, warped,
+                  f"{Path(str(moving)).name} -> {Path(str(fixed)).name} ({mode}, {preset})")
+        names = sorted([p.name for p in tmp.iterdir()] + (["report.json"] if "report" in wanted else []))
+        report["outputs"] = names
+        report["bytes_written"] = int(sum(p.stat().st_size for p in tmp.iterdir()))
+        t = time.perf_counter()
+        timings["export"] = round(t - t_export - write_s, 3)
+        timings["write"] = round(write_s, 3)
+        timings["end_to_end_in_process"] = round(t - t_start, 3)
+        report["io_share"] = round((timings["read"] + timings["write"]) / max(t - t_start, 1e-9), 3)
+        report["timings_note"] = ("seconds per phase: read (inputs), prepare, features, linear, deformable "
+                                  "(registration), export (warping, inverse, Jacobian), write (files, compression "
+                                  "included; report.json itself not counted); io_share = (read + write) / "
+                                  "end_to_end_in_process")
+        if "report" in wanted:
+            write_json(report, tmp / OUTPUT_FILES["report"])
         progress.check_cancelled()
         for item in sorted(tmp.iterdir()):
             os.replace(item, out_dir / item.name)
     finally:
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)
-    outputs = {name.split(".")[0]: out_dir / name for name in report["outputs"]}
-    metrics = {k: v for k, v in report.items() if k not in ("inputs", "outputs", "timings_s")}
-    return Result(outputs, metrics, dict(report["timings_s"]))
+    written = {name: out_dir / OUTPUT_FILES[name] for name in wanted if (out_dir / OUTPUT_FILES[name]).name in names}
+    metrics = {k: v for k, v in report.items() if k not in ("inputs", "outputs", "timings_s", "timings_note")}
+    return Result(written, metrics, dict(timings))
+
+
+def _jacobian_report(result, report: dict, jacobian_determinant) -> None:
+    """det(J) of T on the displacement grid (det(A) * det(I + grad u)): non-positive fraction, min, max."""
+    import numpy as np
+
+    det_a = float(np.linalg.det(result.affine[:3, :3]))
+    if result.displacement is None:
+        report["jacobian"] = {"nonpositive_fraction": float(det_a <= 0), "min": det_a, "max": det_a}
+        return
+    det = jacobian_determinant(result.displacement, result.field_affine) * det_a
+    report["jacobian"] = {"nonpositive_fraction": float(np.mean(det <= 0)), "min": float(det.min()),
+                          "max": float(det.max()), "grid": "displacement grid"}

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from multimodalgen.registration.contract import INITS, MODES, PRESETS
+from multimodalgen.registration.outputs import DEFAULT_OUTPUTS, OUTPUT_FILES
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "register", help="align a moving image to a fixed image (rigid -> affine -> deformable, multimodal)",
-        description="Register MOVING to FIXED (any modalities, grids and orientations). Writes transform.h5 (ITK, "
-                    "LPS, fixed->moving), displacement.nii.gz, warped.nii.gz, warped_labels.nii.gz (with "
-                    "--moving-labels), report.json and overlay.png into --out-dir.")
+        description="Register MOVING to FIXED (any modalities, grids and orientations). Writes into --out-dir the "
+                    "outputs chosen with --outputs: " + ", ".join(f"{k} ({v})" for k, v in OUTPUT_FILES.items())
+                    + ". Default: " + ",".join(DEFAULT_OUTPUTS) + " (warped_labels only with --moving-labels); "
+                    "transform.h5 maps fixed to moving points (ITK, LPS); report.json holds the metrics, the time "
+                    "of each phase and the share spent reading and writing files.")
     p.add_argument("--fixed", required=True, help="fixed (reference) image")
     p.add_argument("--moving", required=True, help="moving image (resampled into the fixed grid)")
     p.add_argument("--moving-labels", default=None, help="label map on the moving grid, warped with nearest neighbour")
@@ -26,7 +29,13 @@ def add_parser(subparsers) -> None:
                    help="integrate the deformable field as a stationary velocity (scaling and squaring)")
     p.add_argument("--inverse-consistent", action="store_true", default=None,
                    help="make the discrete stage inverse-consistent (default on with --preset accurate)")
-    p.add_argument("--no-overlay", action="store_true", help="do not write overlay.png")
+    p.add_argument("--outputs", default="default", metavar="NAMES",
+                   help="comma-separated outputs to write, among " + ", ".join(OUTPUT_FILES) + "; 'default' = "
+                        + ",".join(DEFAULT_OUTPUTS) + " (displacement is opt-in: a dense field, tens of MB on a 1 mm "
+                        "grid); 'all' = every one; e.g. --outputs transform,report or --outputs default,displacement "
+                        "(default: default)")
+    p.add_argument("--no-overlay", action="store_true", help="do not write overlay.png (same as leaving overlay "
+                                                                 "out of --outputs)")
     p.add_argument("--out-dir", required=True, help="output folder")
     p.set_defaults(handler=run)
 
@@ -78,5 +87,6 @@ def run(args, ctx) -> int:
     params = {"fixed": args.fixed, "moving": args.moving, "moving_labels": args.moving_labels,
               "fixed_labels": args.fixed_labels, "fixed_mask": args.fixed_mask, "moving_mask": args.moving_mask,
               "mode": args.mode, "preset": args.preset, "init": args.init, "overlay": not args.no_overlay,
+              "outputs": args.outputs,
               "diffeomorphic": args.diffeomorphic, "inverse_consistent": args.inverse_consistent}
     return run_verb_and_print(args, ctx, "register", params, args.out_dir)

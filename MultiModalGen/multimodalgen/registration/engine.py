@@ -193,7 +193,7 @@ def register_volumes(fixed: Volume, moving: Volume, *, mode: str = "deformable",
         report["stages"].append({"name": "deformable", "method": "convexadam", "similarity_after": sim_def,
                                  "seconds": timings["deformable"], **info})
         t0 = time.perf_counter()
-        field_shape, field_affine, why = _field_grid(fixed, fgrid)
+        field_shape, field_affine, why = _field_grid(fixed, fgrid, cfg.deformable.adam_factor)
         displacement = _to_grid(disp_mm_work, fgrid.affine, field_shape, field_affine)
         report["field_grid"] = {"shape": list(field_shape), "spacing_mm": np.round(
             np.linalg.norm(field_affine[:3, :3], axis=0), 4).tolist(), "reason": why}
@@ -315,16 +315,18 @@ def _deformable(fix_feat, warped_feat, weight, cfg: RegistrationConfig, progress
     return convex_adam(fix_feat, warped_feat, mov_sample, weight, cfg.deformable, sub)
 
 
-def _field_grid(fixed: Volume, fgrid) -> tuple[tuple[int, int, int], np.ndarray, str]:
+def _field_grid(fixed: Volume, fgrid, factor: int = 1) -> tuple[tuple[int, int, int], np.ndarray, str]:
     """Grid of the stored displacement: the fixed grid, or (fixed finer than the working spacing) an isotropic
-    grid at the working spacing over the whole fixed field of view, which keeps transform.h5 small; T is the
-    same at every fixed voxel either way (trilinear interpolation of the field, as ITK does)."""
+    grid at the deformable stage's own resolution (its Adam grid: `factor` x the working spacing, 4 mm in both
+    presets) over the whole fixed field of view. The field is a trilinear interpolation of that resolution, so
+    storing it there loses next to nothing (T is interpolated trilinearly between the stored voxels, as ITK does)
+    and keeps transform.h5 and inverse_transform.h5 small (1 mm head: 0.35 instead of 2.7 million values)."""
     from multimodalgen.registration.grid import choose_working_grid
     from multimodalgen.volume import direction_from_affine
 
     if float(fixed.spacing.min()) >= 0.9 * fgrid.spacing:
         return fixed.shape3d, fixed.affine.copy(), "the fixed grid"
-    grid = choose_working_grid(fixed, None, fgrid.spacing, margin_mm=0.0, crop=False,
+    grid = choose_working_grid(fixed, None, fgrid.spacing * max(1, int(factor)), margin_mm=0.0, crop=False,
                                direction=direction_from_affine(fixed.affine), max_voxels=8 * 2_400_000)
     return grid.shape, grid.affine, (f"isotropic {grid.spacing:g} mm over the fixed field of view (the fixed grid is "
                                      "finer than the working spacing)")

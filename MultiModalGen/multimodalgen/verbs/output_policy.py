@@ -22,7 +22,7 @@ REGISTER_OUTPUTS = ("transform.h5", "inverse_transform.h5", "displacement.nii.gz
 def planned_outputs(verb, out: Path, params: dict) -> list[Path]:
     """The paths verb `verb` will write for `params` into `out` (the main output, side files, folder contents)."""
     if verb.name == "register":
-        return [out / name for name in REGISTER_OUTPUTS]
+        return [out / name for name in REGISTER_OUTPUTS]  # every name it may write, whatever `outputs` selects
     if verb.name == "resample":
         suffix = params.get("format") or "nii.gz"
         return [out / f"{column}.{suffix}" for column in params.get("images", {})]
