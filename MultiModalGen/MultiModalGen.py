@@ -400,7 +400,9 @@ class MultiModalGenLogic(ScriptedLoadableModuleLogic):
                         applyTransform=True, wait=True, onFinished=None):
         """Align `movingVolume` to `fixedVolume`. Returns the transform node (fixed -> moving, resampling
         convention: a linear transform, or a grid transform for deformable), applied to the moving volume (and
-        its segmentation). `outputVolume` receives the moving volume resampled on the fixed grid."""
+        its segmentation); its inverse is a second node, referenced by it as "inverse" (same matrix or grid stored
+        ToParent: invertible and hardenable as any Slicer transform). `outputVolume` receives the moving volume
+        resampled on the fixed grid."""
         from MultiModalGenLib import actions
 
         folder = actions.newExchangeFolder()

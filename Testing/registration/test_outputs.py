@@ -61,7 +61,7 @@ def test_cli_outputs_transform_and_report_only(fine_pair, capsys):
     assert report["outputs"] == ["report.json", "transform.h5"]
     assert report["bytes_written"] == (out / "transform.h5").stat().st_size
     timings = report["timings_s"]
-    for phase in ("read", "prepare", "features", "linear", "deformable", "export", "write",
+    for phase in ("import_torch", "read", "prepare", "features", "linear", "deformable", "export", "write",
                   "end_to_end_in_process"):
         assert timings[phase] >= 0.0, phase
     assert 0.0 < report["io_share"] < 1.0

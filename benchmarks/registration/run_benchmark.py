@@ -1,6 +1,6 @@
 """Run the reference registration harness with `multimodalgen register` beside the baselines, in ONE run.
 
-    python benchmarks/registration/run_benchmark.py                  # full: identity,sitk_affine,sitk,ants,elastix + ours
+    python benchmarks/registration/run_benchmark.py                  # full: identity,sitk_affine,sitk,ants,elastix,convexadam + ours
     python benchmarks/registration/run_benchmark.py --methods identity --out benchmarks/registration/results_quick
 
 The harness (`../shared/bench/registration/run.py`, read-only) builds the synthetic dev cases, runs the baselines
@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--harness", default=str(DEFAULT_HARNESS), help="path of the reference run.py")
     ap.add_argument("--set", default="dev")
-    ap.add_argument("--methods", default="identity,sitk_affine,sitk,ants,elastix", help="harness baselines")
+    ap.add_argument("--methods", default="identity,sitk_affine,sitk,ants,elastix,convexadam", help="harness baselines")
     ap.add_argument("--cases", default=None, help="comma-separated substrings selecting cases")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--preset", default="fast", choices=("fast", "accurate"))

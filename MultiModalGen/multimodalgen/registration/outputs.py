@@ -116,7 +116,7 @@ def _compress_h5(h5py, path: Path) -> None:
                     dst.require_group(name)
                 elif obj.shape and obj.dtype.kind == "f" and obj.size > 256:  # fields, not the 12 affine parameters
                     dst.create_dataset(name, data=quantize_field(obj[()], np.float64), compression="gzip",
-                                       compression_opts=4, shuffle=True, chunks=(min(obj.size, 1 << 18),))
+                                       compression_opts=1, shuffle=True, chunks=(min(obj.size, 1 << 18),))
                 else:
                     src.copy(obj, dst, name=name)
             for key in src:

@@ -14,15 +14,15 @@ from pathlib import Path
 
 from multimodalgen.errors import UserInputError
 
-#: Files a folder-output verb writes into its folder (besides these, `finetune` owns its whole folder).
-REGISTER_OUTPUTS = ("transform.h5", "inverse_transform.h5", "displacement.nii.gz", "warped.nii.gz",
-                    "warped_labels.nii.gz", "report.json", "overlay.png")
-
 
 def planned_outputs(verb, out: Path, params: dict) -> list[Path]:
     """The paths verb `verb` will write for `params` into `out` (the main output, side files, folder contents)."""
-    if verb.name == "register":
-        return [out / name for name in REGISTER_OUTPUTS]  # every name it may write, whatever `outputs` selects
+    if verb.name == "register":  # the outputs selected (an invalid selection is refused here, before any work)
+        from multimodalgen.registration.outputs import OUTPUT_FILES, select_outputs
+
+        names = select_outputs(params.get("outputs"), has_labels=params.get("moving_labels") is not None,
+                               overlay=params.get("overlay", True), resample=params.get("resample", True))
+        return [out / OUTPUT_FILES[name] for name in names]
     if verb.name == "resample":
         suffix = params.get("format") or "nii.gz"
         return [out / f"{column}.{suffix}" for column in params.get("images", {})]
