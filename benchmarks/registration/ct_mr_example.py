@@ -83,7 +83,9 @@ def main(argv=None) -> int:
     affine_only = register_volumes(fixed, moving, mode="affine", preset=a.preset)
     results["affine"] = {**score(affine_only), "seconds": round(time.perf_counter() - t0, 2)}
     t0 = time.perf_counter()
-    report = register_files(MR, CT, out, mode="deformable", preset=a.preset, device="cpu")
+    from multimodalgen.verbs import RunContext
+
+    report = register_files(MR, CT, out, mode="deformable", preset=a.preset, ctx=RunContext(device="cpu"))
     seconds = round(time.perf_counter() - t0, 2)
     # the deformable result is scored through the written transform.h5 with SimpleITK (independent of our code)
     import SimpleITK as sitk
@@ -97,12 +99,15 @@ def main(argv=None) -> int:
     ks = slice(covered.min(), covered.max() + 1)
     results["deformable"] = {"head_dice": round(dice(warped_head, fixed_head), 4),
                              "head_dice_in_ct_extent": round(dice(warped_head[:, :, ks], fixed_head[:, :, ks]), 4),
-                             "seconds_register_files": seconds, "timings_s": report["timings_s"],
-                             "nonpositive_jacobian_fraction": report["jacobian"]["nonpositive_fraction"],
-                             "working_grid": report["working_grid"], "field_grid": report.get("field_grid")}
+                             "seconds_register_files": seconds, "timings_s": report.timings,
+                             "bytes_written": report.metrics.get("bytes_written"),
+                             "io_share": report.metrics.get("io_share"),
+                             "nonpositive_jacobian_fraction": report.metrics["jacobian"]["nonpositive_fraction"],
+                             "working_grid": report.metrics["working_grid"],
+                             "field_grid": report.metrics.get("field_grid")}
     (out / "ct_mr_metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     if not a.keep_outputs:  # keep the folder small: the figure, the report and the metrics stay
-        for name in ("displacement.nii.gz", "transform.h5", "warped.nii.gz"):
+        for name in ("displacement.nii.gz", "transform.h5", "inverse_transform.h5", "warped.nii.gz"):
             (out / name).unlink(missing_ok=True)
     print(json.dumps(results, indent=2))
     return 0
