@@ -18,8 +18,9 @@ VERB_DOCS: dict[str, tuple[str, str]] = {
              "(benchmarks/io/fuzz_readers.py --cases 40, run by Testing/verbs/test_data_safety.py)"),
     "convert": ("OUTPUT (format from its name; label maps keep values and a NAME.labels.json sidecar)",
                 "reader fuzz: 240 of 240 damaged files read or refused in one line (benchmarks/io/fuzz_readers.py)"),
-    "register": ("into --out-dir: transform.h5 (ITK, LPS, fixed->moving), inverse_transform.h5, displacement.nii.gz, "
-                 "warped.nii.gz, warped_labels.nii.gz (with --moving-labels), report.json, overlay.png",
+    "register": ("into --out-dir, chosen with --outputs (default all but displacement): transform.h5 (ITK, LPS, "
+                 "fixed->moving), inverse_transform.h5, warped.nii.gz, warped_labels.nii.gz (with --moving-labels), "
+                 "report.json, overlay.png; displacement.nii.gz on request",
                  "dev set, 4 MR cases, 2 CPU cores: mean Dice .842, TRE 2.09 mm, no folding, 8.2 s per case; ANTs "
                  ".732 / 3.47 mm, elastix .717 / 4.45 mm (benchmarks/registration/results/table.md)"),
     "apply": ("OUT: the moving image (or --labels) resampled onto the reference grid",
