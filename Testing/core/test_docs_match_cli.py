@@ -128,10 +128,10 @@ def test_measured_numbers_come_from_their_results_files():
 
     checks = {"register": ("benchmarks/registration/results/table.md", ["0.842", "2.093", "0.732", "3.465"]),
               "fewshot": ("benchmarks/fewshot/RESULTS.md", ["0.649", "0.789", "0.839", "0.670", "0.732", "0.838"]),
-              "segment": ("benchmarks/personalized/results/real_heads_2026-12-03_v3-step620.txt",
-                          ["0.361   0.321", "0.652"]),
-              "finetune": ("benchmarks/personalized/results/real_heads_2026-12-03_v3-step620.txt",
-                           ["189.5 s, 87 kB", "0.411", "0.192"]),
+              "segment": ("benchmarks/personalized/results/real_heads_2026-12-03_v3-step2175.txt",
+                          ["0.471   0.392", "0.361   0.321", "0.652", "GM Dice 0.508", "GM Dice 0.616"]),
+              "finetune": ("benchmarks/personalized/results/real_heads_2026-12-03_v3-step2175.txt",
+                           ["372.2 s, 87 kB", "0.506", "0.471"]),
               "features": ("benchmarks/encoder/results/table.md", ["0.842", "0.692", "0.374", "0.260", "1.636"])}
     for verb, (source, numbers) in checks.items():
         assert source in VERB_DOCS[verb][1]
@@ -156,7 +156,10 @@ def test_readme_segment_modalities_are_those_of_the_shipped_model():
     from multimodalgen.errors import UserInputError
     from multimodalgen.personalized.prepare import check_modalities
 
-    config = json.loads((ROOT / "MultiModalGen/Resources/Models/personalized-v2/config.json").read_text())
+    from multimodalgen.models.registry import DEFAULT_MODELS
+
+    default = DEFAULT_MODELS["personalized"]
+    config = json.loads((ROOT / f"MultiModalGen/Resources/Models/{default}/config.json").read_text())
     known = tuple(config["model"]["modalities"])
     listed = _modality_list("Modalities accepted by `segment`")
     assert listed == list(known)

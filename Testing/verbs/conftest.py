@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "Testing" / "slicer"))  # slicer_helpers.start_server
 
+from blob_images import blobs as _blobs  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
@@ -22,15 +24,6 @@ def server(tmp_path_factory):
     yield srv
     srv.proc.terminate()
     srv.proc.wait(timeout=10)
-
-
-def _blobs(shape, centres):
-    grid = np.indices(shape).astype(np.float32)
-    out = np.zeros(shape, np.float32)
-    for weight, centre in centres:
-        d2 = sum(((grid[a] - centre[a]) ** 2) * (1.0, 1.5, 0.7)[a] for a in range(3))
-        out += weight * 1000 * np.exp(-d2 / 30.0)
-    return out + 50
 
 
 @pytest.fixture(scope="session")

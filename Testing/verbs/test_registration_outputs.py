@@ -19,7 +19,7 @@ from multimodalgen.verbs import run_verb
 def registered(tmp_path_factory):
     import nibabel as nib
 
-    from conftest import _blobs
+    from blob_images import blobs as _blobs
 
     folder = tmp_path_factory.mktemp("reg")
     affine = np.diag([1.5, 1.5, 2.0, 1.0])

@@ -14,7 +14,7 @@ def add_parser(subparsers) -> None:
     ft.add_argument("--out", required=True, help="adapter folder to write (or a name: then it goes into the user "
                     "adapter folder)")
     ft.add_argument("--base-model", default=None, help="personalized model folder or name (default "
-                    "personalized-v2)")
+                    "personalized-v3)")
     ft.add_argument("--labels", default=None, help="comma-separated label names, value 0 first (default: the base "
                     "model's label set)")
     ft.add_argument("--method", choices=("mor", "lora", "full"), default="mor",
@@ -35,16 +35,18 @@ def add_parser(subparsers) -> None:
 
     seg = subparsers.add_parser("segment", help="personalized segmentation from any subset of a patient's "
                                 "modalities",
-                                description="Segment a patient's head into tissues (grey matter, white matter, CSF) "
-                                "from any subset of the modalities the model knows, fused into one personalized "
-                                "representation. The shipped default model personalized-v2 knows T1, T2 and PD; "
-                                "a --base-model or --adapter trained on other modalities accepts those. The images "
+                                description="Segment a patient's head into tissues (grey matter, white matter, CSF, "
+                                "skull, soft tissue) from any subset of the modalities the model knows, fused into "
+                                "one personalized representation. The shipped default model personalized-v3 knows "
+                                "T1, T2, PD, FLAIR, CT and PET (personalized-v2: T1, T2, PD); a --base-model or "
+                                "--adapter trained on other modalities accepts those. Implausible results (tissue "
+                                "volumes no head has, low confidence) are reported as warnings. The images "
                                 "must be on one grid (register them first, or --resample when already aligned).")
     seg.add_argument("--image", action="append", required=True, metavar="NAME=PATH",
                      help="one per modality, e.g. --image T1=t1.nii.gz --image T2=t2.nii.gz")
     seg.add_argument("--adapter", default=None, help="adapter folder or name (default: the base model alone)")
     seg.add_argument("--base-model", default=None, help="personalized model folder or name (default "
-                     "personalized-v2)")
+                     "personalized-v3)")
     seg.add_argument("--out", required=True, help="label map to write (.nii.gz, .nrrd, .seg.nrrd)")
     seg.add_argument("--probabilities", action="store_true", help="also write the class probabilities (C channels) "
                      "as <name>.probabilities.nii.gz beside --out")

@@ -7,8 +7,10 @@ probabilities on the same grid, `voxel_ml` the volume of one voxel in mL (mm^3 /
 
 Checks (each failing one adds a one-sentence warning naming what was seen and what to do):
 - *No brain*: grey + white matter < 50 mL (a brain in the field of view has > 300 mL even when cut).
-- *Implausible proportions*: cerebrospinal fluid > 60 % of grey + white + CSF, or white matter > 3x grey matter
-  (adult heads: CSF 10-35 %, WM/GM 0.6-1.2; the concentric rings of the phantom-trained model gave CSF ~70 %).
+- *Implausible proportions*: cerebrospinal fluid > 60 % of grey + white + CSF, white matter > 1.5x grey matter
+  (adult heads: CSF 10-40 %, WM/GM 0.6-1.1, lower in children), or grey + white + CSF > 2100 mL (larger than any
+  adult intracranial volume: tissue outside the skull was called brain). On Colin27 (1 mm) the phantom-trained
+  personalized-v2 calls 2485 mL brain tissue (1011 mL CSF) and the synth-2 model 2165 mL with WM/GM 1.8: both flagged.
 - *Low confidence*: the mean winning probability over the voxels called brain tissue is < 0.6 (the model's
   classes compete everywhere: an input unlike anything it was trained on).
 The thresholds are wide on purpose: they flag answers that are wrong, not unusual anatomy.
@@ -22,7 +24,8 @@ from multimodalgen.terminology import canonical_name
 
 MIN_BRAIN_ML = 50.0
 MAX_CSF_FRACTION = 0.6
-MAX_WM_TO_GM = 3.0
+MAX_WM_TO_GM = 1.5
+MAX_INTRACRANIAL_ML = 2100.0
 MIN_CONFIDENCE = 0.6
 
 
@@ -47,7 +50,8 @@ def check_segmentation(labels: np.ndarray, probs: np.ndarray | None, voxel_ml: f
     if gm + wm < MIN_BRAIN_ML:
         warnings.append(f"only {gm + wm:.0f} mL of grey and white matter was found: the image may not show a brain, "
                         "or the modality names may be wrong; check the input before using this result.")
-    elif csf > MAX_CSF_FRACTION * (gm + wm + csf) or wm > MAX_WM_TO_GM * max(gm, 1e-6):
+    elif (csf > MAX_CSF_FRACTION * (gm + wm + csf) or wm > MAX_WM_TO_GM * max(gm, 1e-6)
+          or gm + wm + csf > MAX_INTRACRANIAL_ML):
         warnings.append(f"implausible tissue proportions (grey {gm:.0f} mL, white {wm:.0f} mL, CSF {csf:.0f} mL): "
                         "the input is probably outside what the model was trained for; do not use these volumes.")
     if probs is not None:

@@ -46,7 +46,7 @@ def save_model(folder: str | Path, model: PersonalizedNet, name: str = DEFAULT_M
 
 
 def resolve_model_folder(name_or_path: str | Path | None = None) -> Path:
-    """Folder of a personalized model: a path, a shipped model name, or the default `personalized-v2`."""
+    """Folder of a personalized model: a path, a shipped model name, or the default (`models.registry.DEFAULT_MODELS`)."""
     from multimodalgen.models.registry import shipped_models_dir
 
     if name_or_path is not None and (Path(name_or_path) / "config.json").is_file():
