@@ -197,11 +197,19 @@ def step_personalized(samples: Path, out: Path, ctx) -> dict | str:
     save_slices_figure(out / "personalized" / "tissues_T1_T2.png", t1,
                        title="personalized segmentation from T1 + registered T2-like",
                        caption=f"Case Colin27: tissues from T1 + the registered T2-like head, shipped base model "
-                       f"(no adapter); volumes {volumes}. No reference for this case; on real heads this model "
-                       "scores mean Dice .36 (benchmarks/personalized).",
+                       f"{labels.metadata.get('base_model') or 'personalized'} (no adapter); volumes {volumes}. "
+                       f"{warning_text(labels)}No reference for this case; on real heads personalized-v3 scores "
+                       "mean Dice .47 over grey/white/CSF (benchmarks/personalized/results).",
                        outlines=[Outline(labels, "tissue")])
+    quality = labels.metadata.get("quality") or {}
     return {"outputs": ["personalized/tissues_T1_T2.nii.gz", "personalized/tissues_T1_T2.png"],
-            "metrics": {"voxels_per_label": counts}}
+            "metrics": {"voxels_per_label": counts, "warnings": quality.get("warnings", [])}}
+
+
+def warning_text(labels) -> str:
+    """The plausibility warnings of a segmentation (`personalized.quality`) as caption text ("" when none)."""
+    warnings = (labels.metadata.get("quality") or {}).get("warnings") or []
+    return "".join(f"Warning: {w} " for w in warnings)
 
 
 STEPS: list[tuple[str, Callable]] = [

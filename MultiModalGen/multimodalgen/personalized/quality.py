@@ -52,7 +52,8 @@ def check_segmentation(labels: np.ndarray, probs: np.ndarray | None, voxel_ml: f
                         "or the modality names may be wrong; check the input before using this result.")
     elif (csf > MAX_CSF_FRACTION * (gm + wm + csf) or wm > MAX_WM_TO_GM * max(gm, 1e-6)
           or gm + wm + csf > MAX_INTRACRANIAL_ML):
-        warnings.append(f"implausible tissue proportions (grey {gm:.0f} mL, white {wm:.0f} mL, CSF {csf:.0f} mL): "
+        warnings.append(f"implausible tissue proportions (grey {gm:.0f} mL, white {wm:.0f} mL, CSF {csf:.0f} mL, "
+                        f"{gm + wm + csf:.0f} mL in all): "
                         "the input is probably outside what the model was trained for; do not use these volumes.")
     if probs is not None:
         brain = np.isin(labels, brain_values)

@@ -168,7 +168,8 @@ def register_files(fixed, moving, out, *, ctx: RunContext | None = None, moving_
 
             before = resample_like(vols["moving"], vols["fixed"])  # a figure: rendering counts as export, not I/O
             save_before_after_png(tmp / OUTPUT_FILES["overlay"], vols["fixed"], before, warped,
-                                  f"{Path(str(moving)).name} -> {Path(str(fixed)).name} ({mode}, {preset})")
+                                  f"{Path(str(moving)).name} -> {Path(str(fixed)).name} ({mode}, {preset})",
+                                  overlay_caption(report, Path(str(fixed)).name, Path(str(moving)).name))
         names = sorted([p.name for p in tmp.iterdir()] + (["report.json"] if "report" in wanted else []))
         report["outputs"] = names
         report["bytes_written"] = int(sum(p.stat().st_size for p in tmp.iterdir()))
@@ -193,6 +194,24 @@ def register_files(fixed, moving, out, *, ctx: RunContext | None = None, moving_
     written = {name: out_dir / OUTPUT_FILES[name] for name in wanted if (out_dir / OUTPUT_FILES[name]).name in names}
     metrics = {k: v for k, v in report.items() if k not in ("inputs", "outputs", "timings_s", "timings_note")}
     return Result(written, metrics, dict(timings))
+
+
+def overlay_caption(report: dict, fixed_name: str, moving_name: str) -> str:
+    """The overlay's caption: the case and its numbers (dissimilarity before/after, folding, Dice when known)."""
+    parts = [f"Case {moving_name} (moving) onto {fixed_name} (fixed), moving resampled on the fixed grid before and "
+             "after registration"]
+    before, after = report.get("similarity_before"), report.get("similarity_after")
+    if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+        parts.append(f"dissimilarity (lower is better) {before:.3f} -> {after:.3f}")
+    folding = (report.get("jacobian") or {}).get("nonpositive_fraction")
+    if isinstance(folding, (int, float)):
+        parts.append(f"folding {100 * folding:.2f} % of voxels")
+    dice = report.get("dice")
+    if isinstance(dice, dict) and dice:
+        values = [v for v in dice.values() if isinstance(v, (int, float))]
+        if values:
+            parts.append(f"label Dice {sum(values) / len(values):.3f}")
+    return "; ".join(parts) + "."
 
 
 def _jacobian_report(result, report: dict, jacobian_determinant) -> None:
