@@ -41,6 +41,16 @@ def test_train_on_head_subjects_and_resume(tmp_path):
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
 
 
+def test_train_stops_at_max_seconds_with_a_checkpoint_and_resumes(tmp_path):
+    from multimodalgen.personalized.train import TrainConfig, train
+
+    cfg = TrainConfig(model=tiny_config(), shape=(16, 16, 16), steps=5, checkpoint_every=100, log_every=1)
+    train(cfg, tmp_path / "run", max_seconds=0.0)                   # stops after its first step
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 1
+    train(cfg, tmp_path / "run")
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 5
+
+
 def test_export_of_a_head_run_records_sources_template_subjects_and_history(tmp_path):
     from multimodalgen.personalized.export import export_run
     from multimodalgen.personalized.train import TrainConfig, train

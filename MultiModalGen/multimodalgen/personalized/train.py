@@ -192,8 +192,12 @@ def _save(path: Path, payload: dict) -> None:
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, device: torch.device | str = "cpu",
-          progress: Progress | None = None, resume: bool = True) -> torch.nn.Module:
-    """Run (or resume) a training run; returns the trained model (eval mode, on `device`)."""
+          progress: Progress | None = None, resume: bool = True, max_seconds: float | None = None
+          ) -> torch.nn.Module:
+    """Run (or resume) a training run; returns the trained model (eval mode, on `device`).
+
+    `max_seconds`: stop after the first step past this many seconds of this call, with a checkpoint written
+    (a later call resumes from it): for time-boxed GPU loans and session ends."""
     progress = progress or Progress.null()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -206,7 +210,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: torch.device | str = "c
         from multimodalgen.personalized.head_data import HeadBatches
 
         batches = HeadBatches(cfg.label_dir, cfg.model.modalities, cfg.model.working_spacing, cfg.model.ct_window,
-                              cfg.p_partial, cfg.p_epi, cfg.p_template)
+                              cfg.p_partial, cfg.p_epi, cfg.p_template, device=device)   # rendered on `device`
     synth_version = _synth_version(cfg)
     start = 0
     ckpt = out / "last.pt"
@@ -249,6 +253,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: torch.device | str = "c
             _save(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": done,
                          "config": cfg.to_dict(), "synth_version": synth_version})
         progress.update("train", done / cfg.steps, f"step {done}/{cfg.steps} loss {float(loss.detach()):.3f}")
+        if max_seconds is not None and time.perf_counter() - t0 > max_seconds and done < cfg.steps:
+            _save(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": done,
+                         "config": cfg.to_dict(), "synth_version": synth_version})
+            break
     log.close()
     return model.eval()
 
@@ -268,10 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-seconds", type=float, default=None, help="stop (with a checkpoint) after this many "
+                        "seconds; run again to resume")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
-    train(cfg, args.out, args.device, Progress("none"))
+    train(cfg, args.out, args.device, Progress("none"), max_seconds=args.max_seconds)
     return 0
 
 
