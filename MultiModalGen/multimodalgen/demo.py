@@ -192,8 +192,8 @@ def step_personalized(samples: Path, out: Path, ctx) -> dict | str:
     write_volume(labels, out / "personalized" / "tissues_T1_T2.nii.gz")
     counts = {int(v): int(n) for v, n in zip(*np.unique(labels.array, return_counts=True))}
     labels.metadata["segments"] = label_segments(labels)
-    volumes = ", ".join(f"{s['name']} {counts.get(int(s['label']), 0) * float(np.prod(t1.spacing)) / 1000:.0f} ml"
-                        for s in labels.metadata["segments"])
+    measured = (labels.metadata.get("quality") or {}).get("volumes_ml") or {}    # personalized.quality, in mL
+    volumes = ", ".join(f"{name} {ml:.0f} ml" for name, ml in measured.items())
     save_slices_figure(out / "personalized" / "tissues_T1_T2.png", t1,
                        title="personalized segmentation from T1 + registered T2-like",
                        caption=f"Case Colin27: tissues from T1 + the registered T2-like head, shipped base model "

@@ -99,9 +99,10 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
     progress.update("segment", 0.6, "running the model")
     with torch.no_grad():
         probs = to_image_grid(predict_logits(model, x, mask), size, native).softmax(dim=1)[0]
-    labels = probs.argmax(0).cpu().numpy().astype(np.uint8)
+    top, winner = probs.max(dim=0)                                  # winning probability and label per voxel
+    labels = winner.cpu().numpy().astype(np.uint8)
     voxel_ml = abs(float(np.linalg.det(reference.affine[:3, :3]))) / 1e3
-    quality = check_segmentation(labels, probs.cpu().numpy(), voxel_ml, dict(enumerate(model.config.labels)))
+    quality = check_segmentation(labels, top.cpu().numpy(), voxel_ml, dict(enumerate(model.config.labels)))
     meta = {"labels": dict(enumerate(model.config.labels)),
             "segments": segments_from_labels(definitions_for(model.config.labels)),
             "modalities": [m for m, p in

@@ -1,9 +1,10 @@
 """Plausibility checks of a tissue segmentation: a wrong answer must not pass silently with exit 0.
 
-    check_segmentation(labels, probs, voxel_ml, label_names) -> {"volumes_ml", "confidence", "warnings"}
+    check_segmentation(labels, top_probability, voxel_ml, label_names) -> {"volumes_ml", "confidence", "warnings"}
 
-Inputs: `labels` `(I, J, K)` integer label values (value v = `label_names[v]`), `probs` `(C, I, J, K)` softmax
-probabilities on the same grid, `voxel_ml` the volume of one voxel in mL (mm^3 / 1000).
+Inputs: `labels` `(I, J, K)` integer label values (value v = `label_names[v]`), `top_probability` `(I, J, K)` the
+winning class's softmax probability per voxel on the same grid (None: no confidence check), `voxel_ml` the volume
+of one voxel in mL (mm^3 / 1000).
 
 Checks (each failing one adds a one-sentence warning naming what was seen and what to do):
 - *No brain*: grey + white matter < 50 mL (a brain in the field of view has > 300 mL even when cut).
@@ -29,7 +30,7 @@ MAX_INTRACRANIAL_ML = 2100.0
 MIN_CONFIDENCE = 0.6
 
 
-def check_segmentation(labels: np.ndarray, probs: np.ndarray | None, voxel_ml: float,
+def check_segmentation(labels: np.ndarray, top_probability: np.ndarray | None, voxel_ml: float,
                        label_names: dict[int, str]) -> dict:
     """Volumes per named segment (mL), mean confidence inside brain tissue, and warnings (see module docstring)."""
     volumes = {}
@@ -55,10 +56,10 @@ def check_segmentation(labels: np.ndarray, probs: np.ndarray | None, voxel_ml: f
         warnings.append(f"implausible tissue proportions (grey {gm:.0f} mL, white {wm:.0f} mL, CSF {csf:.0f} mL, "
                         f"{gm + wm + csf:.0f} mL in all): "
                         "the input is probably outside what the model was trained for; do not use these volumes.")
-    if probs is not None:
+    if top_probability is not None:
         brain = np.isin(labels, brain_values)
         if brain.any():
-            confidence = round(float(np.asarray(probs).max(axis=0)[brain].mean()), 3)
+            confidence = round(float(np.asarray(top_probability)[brain].mean()), 3)
             if confidence < MIN_CONFIDENCE:
                 warnings.append(f"low confidence (mean {confidence:.2f} inside brain tissue, expected > "
                                 f"{MIN_CONFIDENCE}): the input is unlike the model's training data; review the "

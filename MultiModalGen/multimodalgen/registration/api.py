@@ -197,21 +197,12 @@ def register_files(fixed, moving, out, *, ctx: RunContext | None = None, moving_
 
 
 def overlay_caption(report: dict, fixed_name: str, moving_name: str) -> str:
-    """The overlay's caption: the case and its numbers (dissimilarity before/after, folding, Dice when known)."""
-    parts = [f"Case {moving_name} (moving) onto {fixed_name} (fixed), moving resampled on the fixed grid before and "
-             "after registration"]
-    before, after = report.get("similarity_before"), report.get("similarity_after")
-    if isinstance(before, (int, float)) and isinstance(after, (int, float)):
-        parts.append(f"dissimilarity (lower is better) {before:.3f} -> {after:.3f}")
-    folding = (report.get("jacobian") or {}).get("nonpositive_fraction")
-    if isinstance(folding, (int, float)):
-        parts.append(f"folding {100 * folding:.2f} % of voxels")
-    dice = report.get("dice")
-    if isinstance(dice, dict) and dice:
-        values = [v for v in dice.values() if isinstance(v, (int, float))]
-        if values:
-            parts.append(f"label Dice {sum(values) / len(values):.3f}")
-    return "; ".join(parts) + "."
+    """The overlay's caption: the case and its numbers (`verbs.messages.registration_numbers`)."""
+    from multimodalgen.verbs.messages import registration_numbers
+
+    case = (f"Case {moving_name} (moving) onto {fixed_name} (fixed), moving resampled on the fixed grid before and "
+            "after registration")
+    return "; ".join([case] + registration_numbers(report)) + "."
 
 
 def _jacobian_report(result, report: dict, jacobian_determinant) -> None:

@@ -30,17 +30,28 @@ def _shape(shape) -> str:
     return "x".join(str(int(s)) for s in (shape or []))
 
 
+def registration_numbers(metrics: dict[str, Any]) -> list[str]:
+    """The headline numbers of a registration report, as phrases: dissimilarity before -> after (lower is
+    better), folding, mean Dice against a reference (each only when present). Used by the success sentence and
+    the overlay figure's caption."""
+    parts = []
+    before, after = metrics.get("similarity_before"), metrics.get("similarity_after")
+    if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+        parts.append(f"dissimilarity {before:.3f} -> {after:.3f}")
+    folding = (metrics.get("jacobian") or {}).get("nonpositive_fraction")
+    if isinstance(folding, (int, float)):
+        parts.append(f"folding {100 * folding:.2f} % of voxels")
+    if _dice(metrics):
+        parts.append(_dice(metrics)[2:])
+    return parts
+
+
 def _register(result: Result, out: Path) -> str:
     m = result.metrics
     names = sorted(Path(p).name for p in result.outputs.values())
-    before, after = m.get("similarity_before"), m.get("similarity_after")
-    similarity = (f", dissimilarity {before:.3f} -> {after:.3f}" if isinstance(before, (int, float))
-                  and isinstance(after, (int, float)) else "")
-    folding = (m.get("jacobian") or {}).get("nonpositive_fraction")
-    folds = f", folding {100 * folding:.2f} % of voxels" if isinstance(folding, (int, float)) else ""
     mode = m.get("mode") or (m.get("provenance") or {}).get("options", {}).get("mode") or "registration"
-    return (f"register: wrote {len(names)} files ({', '.join(names)}) to {out} ({mode}{similarity}{folds}"
-            f"{_dice(m)}, {_seconds(result):.1f} s).")
+    details = ", ".join([mode] + registration_numbers(m) + [f"{_seconds(result):.1f} s"])
+    return f"register: wrote {len(names)} files ({', '.join(names)}) to {out} ({details})."
 
 
 def _segment(result: Result, out: Path) -> str:
