@@ -447,9 +447,10 @@ class MultiModalGenLogic(ScriptedLoadableModuleLogic):
 
     # -- personalized segmentation and adapters ------------------------------------------------------------------
     def segmentPersonalized(self, volumesByModality, outputSegmentation=None, adapter=None, wait=True,
-                            onFinished=None):
+                            onFinished=None, refine="intensity"):
         """Segment from any subset of one patient's modalities ({"T1": node, "CT": node, ...}); returns the
-        segmentation node with named, coloured segments."""
+        segmentation node with named, coloured segments. `refine`: "intensity" (default; the tissues' split is
+        refined with the scan's own intensities) or "none" (the network's answer as is)."""
         from MultiModalGenLib import actions
 
         folder = actions.newExchangeFolder()
@@ -457,6 +458,7 @@ class MultiModalGenLogic(ScriptedLoadableModuleLogic):
         adapterPath = (adapter if self.settings.backend == "remote" else str(self.settings.adaptersFolder / adapter)
                        ) if adapter else None
         params = actions.prepareSegment(volumesByModality, adapterPath, folder)
+        params["refine"] = refine
         candidates = [v for v in volumesByModality.values() if v is not None]
         return self.runTask("segment", params, wait=wait, onFinished=onFinished, folder=folder,
                             importResult=lambda outputs: actions.importSegment(outputs, candidates, outputSegmentation))

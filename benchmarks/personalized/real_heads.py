@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 CLASSES = ("grey matter", "white matter", "cerebrospinal fluid")
+NETWORK_ONLY = " (refine none)"
 MODALITIES = ("T1", "T2", "PD")
 
 
@@ -215,6 +216,8 @@ def main() -> int:
                    "steps) and test it on oldnorm beside its base model (0 = skip)")
     p.add_argument("--ttp-steps", type=int, default=0, help="also report the base model with this many test-time "
                    "personalization steps on oldnorm (0 = skip)")
+    p.add_argument("--network-only", action="store_true", help="also report the first model without the intensity "
+                   "refinement (segment --refine none) in every table")
     p.add_argument("--work", default="/tmp/real_heads_work")
     p.add_argument("--out", default=None)
     a = p.parse_args()
@@ -232,6 +235,8 @@ def main() -> int:
     def seg(images, model):
         if model.endswith("+TTP"):
             return segment_volumes(images, model=loaded[model[:-4]], resample=True, ttp_steps=a.ttp_steps)
+        if model.endswith(NETWORK_ONLY):
+            return segment_volumes(images, model=loaded[model[: -len(NETWORK_ONLY)]], resample=True, refine="none")
         return segment_volumes(images, model=loaded[model], resample=True)
 
     results: dict = {"oldnorm": {}, "avg152": {}, "robustness": {}, "colin27": {}, "adapter": None}
@@ -247,6 +252,8 @@ def main() -> int:
         print(f"MoR adapter fine-tuned on avg152 in {info['seconds']} s, {info['bytes'] / 1e3:.0f} kB", flush=True)
     if a.ttp_steps:
         methods.insert(1, f"{first_model}+TTP")
+    if a.network_only:
+        methods.insert(1, first_model + NETWORK_ONLY)
     subsets = ["+".join(s) for r in (1, 2, 3) for s in itertools.combinations(MODALITIES, r)]
     for prefix in a.sets.split(","):
         for method in methods:
@@ -264,13 +271,13 @@ def main() -> int:
               flush=True)
     if not a.skip_robustness:
         print("\nRobustness on oldnorm (mean Dice grey/white/CSF)")
-        for method in [m for m in loaded if "+MoR" not in m]:
+        for method in [m for m in methods if "+MoR" not in m and "+TTP" not in m and m in loaded or NETWORK_ONLY in m]:
             results["robustness"][method] = robustness(method, spm, truth, stack, seg,
-                                                       lambda m: loaded[m].config.modalities)
+                                                       lambda m: loaded[m.replace(NETWORK_ONLY, "")].config.modalities)
             print(f"{method:<24}" + "  ".join(f"{k}: {mean3(v):.3f}" for k, v in results["robustness"][method].items()))
     if not a.skip_colin:
         print("\nColin27 ch2 (1 mm, 181x217x181): grey matter vs union of AAL regions inside ch2bet")
-        for method in [m for m in loaded if "+MoR" not in m]:
+        for method in [m for m in methods if "+MoR" not in m and "+TTP" not in m and m in loaded or NETWORK_ONLY in m]:
             results["colin27"][method] = colin(method, data, seg)
             r = results["colin27"][method]
             print(f"{method:<24} GM Dice {r['gm_dice_vs_aal']:.3f}  {r['seconds']} s  peak RSS {r['peak_rss_gb']} GB"

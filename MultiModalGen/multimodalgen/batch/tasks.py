@@ -124,7 +124,9 @@ TASKS: dict[str, TaskSpec] = {
             options=(TaskOption("adapter", "path", None, "adapter folder (segment task; default: the base model)"),
                      TaskOption("base-model", "path", None, "personalized base model folder (segment task; "
                                 "default: the shipped one)"),
-                     TaskOption("ttp-steps", "int", 0, "test-time personalization steps (segment task)")),
+                     TaskOption("ttp-steps", "int", 0, "test-time personalization steps (segment task)"),
+                     TaskOption("refine", "str", "intensity", "intensity (default) or none: refine the tissues with "
+                                "the scan's own intensities (segment task)")),
             uses_gpu=True, default_threads=2, preload=("torch", "multimodalgen.personalized.driver"),
             help="personalized multimodal segmentation of each study's modalities"),
         TaskSpec(

@@ -52,6 +52,9 @@ def add_parser(subparsers) -> None:
                      "as <name>.probabilities.nii.gz beside --out")
     seg.add_argument("--reference-label", default=None, help="ground-truth label map: Dice per label in the result")
     seg.add_argument("--ttp-steps", type=int, default=0, help="test-time personalization steps (0 = off)")
+    seg.add_argument("--refine", choices=("intensity", "none"), default="intensity", help="intensity (default): "
+                     "refine the grey/white/CSF split with a Gaussian-mixture model of this scan's own intensities, "
+                     "the network's probabilities as the prior; none: the network's answer as is")
     seg.add_argument("--resample", action="store_true", help="resample images on other grids onto the reference "
                      "grid (only when already aligned in world space)")
     seg.set_defaults(handler=run_segment)
@@ -98,5 +101,5 @@ def run_segment(args, ctx) -> int:
 
     params = {"images": {m: str(p) for m, p in parse_images(args.image).items()}, "adapter": args.adapter,
               "base_model": args.base_model, "probabilities": args.probabilities, "ttp_steps": args.ttp_steps,
-              "resample": args.resample, "reference_label": args.reference_label}
+              "refine": args.refine, "resample": args.resample, "reference_label": args.reference_label}
     return run_verb_and_print(args, ctx, "segment", params, args.out)

@@ -25,7 +25,7 @@ def label_segments(label) -> list[dict]:
 
 def segment_files(images: dict, *, out: Path, ctx: RunContext, adapter: str | None = None,
                   base_model: str | None = None, probabilities: bool = False, ttp_steps: int = 0,
-                  resample: bool = False, reference_label=None) -> Result:
+                  refine: str = "intensity", resample: bool = False, reference_label=None) -> Result:
     """The `segment` verb: personalized segmentation of one patient from any subset of modalities.
 
     Args:
@@ -35,6 +35,8 @@ def segment_files(images: dict, *, out: Path, ctx: RunContext, adapter: str | No
         adapter, base_model: adapter folder/name and base model folder/name (None: the base model / default).
         probabilities: also write `<name>.probabilities.nii.gz` `(C, I, J, K)` float32 beside `out`.
         ttp_steps: test-time personalization steps (0 = off). resample: resample other grids onto the reference.
+        refine: "intensity" (default: the tissues' split refined by this image's own intensities, see
+            `personalized.refine`) or "none" (the network's answer as is).
         reference_label: optional ground truth: Dice per label in the metrics.
     Returns:
         outputs segmentation (+ labels sidecar, probabilities); metrics segments, modalities, adapter, Dice.
@@ -52,7 +54,7 @@ def segment_files(images: dict, *, out: Path, ctx: RunContext, adapter: str | No
     volumes = {str(m): read_volume(p, str(m)) for m, p in images.items()}
     t2 = time.perf_counter()
     result = segment_volumes(volumes, adapter, device, ctx.progress, model=model, resample=resample,
-                             ttp_steps=ttp_steps, return_probabilities=probabilities)
+                             ttp_steps=ttp_steps, refine=refine, return_probabilities=probabilities)
     label, probs = result if probabilities else (result, None)
     t3 = time.perf_counter()
     segments = label_segments(label)
@@ -62,7 +64,8 @@ def segment_files(images: dict, *, out: Path, ctx: RunContext, adapter: str | No
         outputs["probabilities"] = write_volume(probs, Path(out).with_name(_stem(out) + ".probabilities.nii.gz"))
     metrics = {"segments": segments, "modalities": list(label.metadata.get("modalities", [])),
                "adapter": info.get("adapter") or "none", "base_model": info.get("base_model"),
-               "working_spacing_mm": label.metadata.get("working_spacing_mm")}
+               "working_spacing_mm": label.metadata.get("working_spacing_mm"),
+               "refine": label.metadata.get("refine")}
     quality = label.metadata.get("quality") or {}
     metrics.update({"volumes_ml": quality.get("volumes_ml"), "confidence": quality.get("confidence"),
                     "warnings": list(quality.get("warnings") or [])})

@@ -17,6 +17,7 @@ from multimodalgen.adapters.io import load_adapter, resolve_adapter_path
 from multimodalgen.errors import UserInputError
 from multimodalgen.personalized.model import PersonalizedNet, _head
 from multimodalgen.personalized.prepare import check_modalities, model_input, stack_images, to_image_grid
+from multimodalgen.personalized.refine import refine_tissues
 from multimodalgen.personalized.sliding import predict_logits
 from multimodalgen.personalized.quality import check_segmentation
 from multimodalgen.terminology import definitions_for, segments_from_labels
@@ -60,7 +61,7 @@ def load_with_adapter(adapter: str | Path | None, base_model: str | Path | None 
 def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None,
                     device: torch.device | str = "cpu", progress: Progress | None = None, *,
                     model: PersonalizedNet | None = None, base_model: str | Path | None = None,
-                    resample: bool = False, ttp_steps: int = 0,
+                    resample: bool = False, ttp_steps: int = 0, refine: str = "intensity",
                     return_probabilities: bool = False) -> Volume | tuple[Volume, Volume]:
     """Segment one patient from any subset of modalities.
 
@@ -70,6 +71,9 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
         model: an already loaded model (then `adapter`/`base_model` are ignored).
         resample: resample images on other grids onto the reference grid (linear) instead of refusing.
         ttp_steps: test-time personalization steps (0 = off; see `personalized.ttp`).
+        refine: "intensity" (default): the brain tissues' split is refined by a Gaussian-mixture model of this
+            image's own intensities with the network as the spatial prior (`personalized.refine`); "none": the
+            network's answer as is. Models without grey/white/CSF classes are never refined.
         return_probabilities: also return a `(C, I, J, K)` float32 probability Volume.
     Returns:
         uint8 label Volume `(I, J, K)` on the reference grid (metadata: label names, `segments` with each label's
@@ -99,6 +103,12 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
     progress.update("segment", 0.6, "running the model")
     with torch.no_grad():
         probs = to_image_grid(predict_logits(model, x, mask), size, native).softmax(dim=1)[0]
+    refined = "none"
+    if refine != "none":
+        progress.update("segment", 0.8, "refining with the image's intensities")
+        probs, refined = refine_tissues(probs, torch.from_numpy(array[present]).to(probs.device),
+                                        [m for m, p in zip(model.config.modalities, present) if p],
+                                        model.config.labels, refine)
     top, winner = probs.max(dim=0)                                  # winning probability and label per voxel
     labels = winner.cpu().numpy().astype(np.uint8)
     voxel_ml = abs(float(np.linalg.det(reference.affine[:3, :3]))) / 1e3
@@ -107,7 +117,7 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
             "segments": segments_from_labels(definitions_for(model.config.labels)),
             "modalities": [m for m, p in
             zip(model.config.modalities, present) if p], "seconds": round(time.perf_counter() - t0, 2),
-            "ttp_seconds": round(ttp_seconds, 2), "working_spacing_mm": model.config.working_spacing or None,
+            "ttp_seconds": round(ttp_seconds, 2), "refine": refined, "working_spacing_mm": model.config.working_spacing or None,
             "quality": quality, **info}
     out = Volume(labels, reference.affine.copy(), "LABEL", meta)
     progress.update("segment", 1.0, "done")

@@ -1,0 +1,100 @@
+"""How the shipped intensity-refinement setting was chosen (`personalized.refine`): variants side by side, one run.
+
+    .venv/bin/python benchmarks/personalized/refine_select.py [--data ../shared/data] [--model personalized-v3]
+
+For each variant: SPM oldnorm and avg152 (T1/T2/PD, 2 mm, every non-empty subset; mean Dice over grey/white/CSF
+against oldseg, as `real_heads.py`) and Colin27 (1 mm; grey matter vs the AAL union inside ch2bet) with the
+grey/white/CSF volumes in mL. The network runs once per input (`refine="none"`); each variant refines the same
+probabilities. Development data only (evaluation, never training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_heads import CLASSES, dice_by_name, truth_labels  # noqa: E402
+
+VARIANTS = {
+    "network only": None,
+    "all classes, p^.3, 2 G, network start": dict(classes=None, prior_power=.3, components=2, init="network"),
+    "tissues, p^.3, 2 G, network start": dict(classes=(1, 2, 3), prior_power=.3, components=2, init="network"),
+    "tissues, p^.5, 2 G, cluster start": dict(classes=(1, 2, 3), prior_power=.5, components=2, init="clusters"),
+    "tissues, p^.3, 2 G, cluster start": dict(classes=(1, 2, 3), prior_power=.3, components=2, init="clusters"),
+    "tissues, p^.3, 2 G, best start (shipped)": dict(classes=(1, 2, 3), prior_power=.3, components=2, init="best"),
+    "tissues, p^.5, 2 G, best start": dict(classes=(1, 2, 3), prior_power=.5, components=2, init="best"),
+    "tissues, p^.3, 1 G, best start": dict(classes=(1, 2, 3), prior_power=.3, components=1, init="best"),
+}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=str(Path(__file__).resolve().parents[3] / "shared" / "data"))
+    p.add_argument("--model", default="personalized-v3")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help="only the network alone and the shipped setting (to compare "
+                   "models quickly)")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    from multimodalgen.io import read_volume
+    from multimodalgen.personalized.inference import segment_volumes
+    from multimodalgen.personalized.prepare import stack_images
+    from multimodalgen.personalized.refine import refine_with_intensities
+    from multimodalgen.personalized.tissue_contrast import brightness_matrix
+    from multimodalgen.personalized.weights import load_model
+
+    if a.quick:
+        for name in [n for n in VARIANTS if n != "network only" and "(shipped)" not in n]:
+            del VARIANTS[name]
+    model = load_model(a.model)[0]
+    names = dict(enumerate(model.config.labels))
+    spm = Path(a.data) / "spm_templates"
+    truth, _ = truth_labels(spm)
+
+    def variants(images: dict, subset) -> dict[str, np.ndarray]:
+        _, probs = segment_volumes(images, model=model, return_probabilities=True, refine="none")
+        array, present, _ = stack_images(images, model.config.modalities, ct_window=model.config.ct_window)
+        x, prob = torch.from_numpy(array[present]), torch.from_numpy(probs.array)
+        out = {}
+        for name, setting in VARIANTS.items():
+            if setting is None:
+                out[name] = prob.argmax(0).numpy()
+                continue
+            group = setting["classes"] or tuple(range(len(names)))
+            bright = brightness_matrix(list(subset), [names[c] for c in group])
+            out[name] = refine_with_intensities(prob, x, brightness=bright, **setting).argmax(0).numpy()
+        return out
+
+    scores: dict = {name: {} for name in VARIANTS}
+    for prefix, pattern in (("oldnorm", "oldnorm_{}.nii.gz"), ("avg152", "avg152{}.nii.gz")):
+        images = {m: read_volume(spm / pattern.format(m), m) for m in ("T1", "T2", "PD")}
+        for r in (1, 2, 3):
+            for subset in itertools.combinations(("T1", "T2", "PD"), r):
+                for name, labels in variants({m: images[m] for m in subset}, subset).items():
+                    d = dice_by_name(labels, names, truth.array)
+                    scores[name].setdefault(prefix, []).append(float(np.mean([d[c] for c in CLASSES])))
+    colin = Path(a.data) / "colin27_mricron"
+    t1 = read_volume(colin / "ch2.nii.gz", "T1")
+    bet = read_volume(colin / "ch2bet.nii.gz").array > 0
+    gm_truth = (read_volume(colin / "aal.nii.gz").array > 0) & bet
+    voxel_ml = abs(float(np.linalg.det(t1.affine[:3, :3]))) / 1e3
+    for name, labels in variants({"T1": t1}, ("T1",)).items():
+        pred = (labels == 1) & bet
+        scores[name]["colin"] = float(2 * (pred & gm_truth).sum() / (pred.sum() + gm_truth.sum()))
+        scores[name]["ml"] = np.bincount(labels.ravel(), minlength=4)[1:4] * voxel_ml
+    print(f"model {a.model}; mean Dice grey/white/CSF over 7 subsets (worst); Colin27 GM Dice vs AAL; Colin27 mL")
+    print(f"{'variant':<44}{'oldnorm':>16}{'avg152':>16}{'Colin GM':>10}   GM / WM / CSF mL")
+    for name, s in scores.items():
+        print(f"{name:<44}{np.mean(s['oldnorm']):9.3f} ({min(s['oldnorm']):.3f}){np.mean(s['avg152']):9.3f} "
+              f"({min(s['avg152']):.3f}){s['colin']:10.3f}   " + " / ".join(f"{v:.0f}" for v in s["ml"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
