@@ -86,6 +86,14 @@ def correlation_volume(fix, mov, cell: int, search: int, step: int = 1):
 
     if step % cell == 0:
         return _correlation_cells(fix, mov, cell, search, step // cell)
+    return _correlation_strided(fix, mov, cell, search, step)
+
+
+def _correlation_strided(fix, mov, cell: int, search: int, step: int):
+    """`correlation_volume` for any step: strided views into the box-filtered moving features."""
+    import torch
+    import torch.nn.functional as F
+
     c = fix.shape[1]
     f_cells = F.avg_pool3d(fix, cell, stride=cell, ceil_mode=True)[0]
     ic, jc, kc = f_cells.shape[1:]
@@ -336,7 +344,7 @@ def instance_optimisation(fix_a, mov_sample, factor: int, param0, weight, cfg: C
     n_ch = fix_a.shape[1]
     grad_f = spatial_gradient(fix_a)
     wsum = weight.sum().clamp_min(1e-6)
-    param = param0.clone().requires_grad_(True)
+    param = param0.clone().requires_grad_(cfg.diffeomorphic)
     opt = Adam([param], lr=cfg.adam_lr)
     n_inner = max(1, cfg.relinearise)
     info = {}
@@ -359,14 +367,20 @@ def instance_optimisation(fix_a, mov_sample, factor: int, param0, weight, cfg: C
             w_norm = weight / wsum
         for _ in range(min(n_inner, cfg.adam_iterations - step)):
             opt.zero_grad()
-            field = _field(param, cfg)
             # the surrogate is quadratic in the field: its gradient is written out (much cheaper on CPU than
-            # autograd through the 3 x 3 products); autograd only back-propagates through the smoothing
-            with torch.no_grad():
-                grad = surrogate_gradient(field, field0, b, h, w_norm, cfg.diffusion)
-            # (field * grad).sum() has exactly this gradient; a scalar backward also spares autograd's
-            # explicit-gradient check, whose first call imports sympy (~0.4 s)
-            (field * grad).sum().backward()
+            # autograd through the 3 x 3 products)
+            if cfg.diffeomorphic:  # autograd back-propagates through the smoothing and the integration
+                field = _field(param, cfg)
+                with torch.no_grad():
+                    grad = surrogate_gradient(field, field0, b, h, w_norm, cfg.diffusion)
+                # (field * grad).sum() has exactly this gradient; a scalar backward also spares autograd's
+                # explicit-gradient check, whose first call imports sympy (~0.4 s)
+                (field * grad).sum().backward()
+            else:  # field = S(param) with S the replicate-padded box smoothing, a symmetric linear map: d/dparam = S(.)
+                with torch.no_grad():
+                    field = smooth_field(param, cfg.smooth_passes)
+                    grad = surrogate_gradient(field, field0, b, h, w_norm, cfg.diffusion)
+                    param.grad = smooth_field(grad, cfg.smooth_passes)
             opt.step()
             step += 1
         if progress is not None:

@@ -132,9 +132,9 @@ def register_volumes(fixed: Volume, moving: Volume, *, mode: str = "deformable",
             raise UserInputError("the fixed mask does not cover the working grid", expected="a mask inside the image",
                                  fix="check that the mask belongs to the fixed image")
     else:
-        from scipy.ndimage import binary_dilation
+        from multimodalgen.registration.grid import dilate
 
-        fweight = binary_dilation(foreground_mask(fix_img), iterations=2).astype(np.float32)
+        fweight = dilate(foreground_mask(fix_img), iterations=2).astype(np.float32)
     report["working_grid"] = fgrid.describe()
     report["moving_working_grid"] = mgrid.describe()
     timings["prepare"] = round(time.perf_counter() - t0, 3)
@@ -249,8 +249,8 @@ def _linear_stage(fix_img, mov_img, fix_feat, weight, fgrid, mgrid, init_mat, ce
     towards "no rotation". Round 0 compares features computed on each image's own grid (4 mm); the following
     rounds resample the moving *image* through the current estimate onto the fixed grid, recompute its
     features there and estimate a small correction D (T <- T o D): at 4 mm, then at the working resolution
-    (one round only when a deformable stage follows: its diffusion regulariser penalises a residual affine
-    error, so the affine must already be accurate).
+    (`cfg.linear_fine_rounds`, or `cfg.linear_fine_rounds_deformable` when a deformable stage follows: none in
+    `fast`, where the deformable stage absorbs the residual).
     """
     import torch.nn.functional as F
 
@@ -276,7 +276,7 @@ def _linear_stage(fix_img, mov_img, fix_feat, weight, fgrid, mgrid, init_mat, ce
                                            cfg.linear_refine, None)
         affine = affine @ correction
         iterations += hist["iterations"]
-    for _ in range(min(1, cfg.linear_fine_rounds) if deformable_follows else cfg.linear_fine_rounds):
+    for _ in range(cfg.linear_fine_rounds_deformable if deformable_follows else cfg.linear_fine_rounds):
         progress.check_cancelled()
         warped = feats(_warp_image(mov_t, mgrid, fgrid, affine))
         correction, hist = optimise_linear(fix_feat, fgrid.affine, warped, fgrid.affine, np.eye(4), centre,
@@ -292,14 +292,11 @@ def _warp_image(mov_t, mgrid, fgrid, affine: np.ndarray, disp_vox=None):
     ``T(x) = affine(x + W d(x))`` (d: optional `(1, 3, I, J, K)` displacement in fixed working voxels)."""
     import torch
 
-    from multimodalgen.registration.sampling import apply_matrix, index_grid, sample
+    from multimodalgen.registration.sampling import sample_affine
 
     to_mov = np.linalg.inv(mgrid.affine) @ affine @ fgrid.affine
     with torch.no_grad():
-        idx = index_grid(fgrid.shape, mov_t.device, mov_t.dtype)
-        if disp_vox is not None:
-            idx = idx + disp_vox[0].permute(1, 2, 3, 0).to(idx.dtype)
-        return sample(mov_t, apply_matrix(to_mov, idx), padding="zeros")
+        return sample_affine(mov_t, to_mov, fgrid.shape, padding="zeros", disp=disp_vox)
 
 
 def _deformable(fix_feat, warped_feat, weight, cfg: RegistrationConfig, progress):
