@@ -49,6 +49,10 @@ def preset_config(preset: str, *, diffeomorphic: bool | None = None,
             deformable=ConvexAdamConfig(cell=2, search=2, step=2, adam_factor=2, adam_iterations=20))
         cfg.linear_refine.levels = ((1, 0, 20),)
         cfg.linear_fine.levels = ((1, 0, 15),)
+        # 2500 instead of 5000 sample points per linear iteration (each costs ~ its points): on the 4 dev cases
+        # (2026-12-03) mean TRE 2.094 -> 2.059 mm, Dice .8423 -> .8418, ~0.2 s less per case
+        for linear in (cfg.linear, cfg.linear_refine, cfg.linear_fine):
+            linear.max_points = 2_500
     else:
         cfg = RegistrationConfig(
             linear=LinearConfig(levels=((1, 60, 60),)), linear_rounds=2, linear_fine_rounds=3,
