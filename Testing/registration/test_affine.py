@@ -38,7 +38,8 @@ def test_deformable_options_improve_similarity_without_folding(affine_pair):
     fixed, moving, t_true = affine_pair
     result = register_volumes(fixed, moving, mode="deformable", diffeomorphic=True, inverse_consistent=True)
     stages = {s["name"]: s for s in result.report["stages"]}
-    assert result.displacement is not None and result.displacement.shape == (3,) + fixed.shape3d
+    assert result.displacement is not None and result.displacement.shape == (3,) + tuple(result.field_shape)
+    assert result.dense_map().shape == (3,) + fixed.shape3d
     assert stages["deformable"]["similarity_after"] <= stages["affine"]["similarity_after"] * 1.15
     assert jacobian_stats(result)["nonpositive_fraction"] == 0.0
     pts = interior_points()

@@ -1,5 +1,5 @@
 """Issue 20's bad inputs through the command line: one clear line on stderr, exit 2, no partial outputs, inputs
-untouched (4D and empty images, an output folder whose outputs would replace an input, a non-transform for apply)."""
+untouched (4D and empty images, an output folder that holds an input, a non-transform for apply)."""
 
 from __future__ import annotations
 
@@ -53,14 +53,30 @@ def test_out_dir_whose_outputs_would_replace_an_input_is_refused(pair, capsys):
     moving = out / "warped.nii.gz"  # the moving image sits where the warped output would go
     moving.write_bytes((pair / "m.nii.gz").read_bytes())
     before = _digest(moving)
-    code, err = _register(capsys, pair / "f.nii.gz", moving, out)
-    assert code == 2 and len(err.splitlines()) == 1 and "overwrite the input" in err, err
-    assert _digest(moving) == before and sorted(p.name for p in out.iterdir()) == ["warped.nii.gz"]
-    # an input inside the output folder under another name is fine: nothing of it is replaced
-    code, err = _register(capsys, pair / "f.nii.gz", moving, out, "--outputs", "transform,report")
-    assert code == 0, err
-    assert _digest(moving) == before
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "transform.h5", "warped.nii.gz"]
+    for extra in ((), ("--outputs", "transform,report")):  # refused even when no output has an input's name
+        code, err = _register(capsys, pair / "f.nii.gz", moving, out, *extra)
+        assert code == 2 and len(err.splitlines()) == 1 and "contains the input" in err, err
+        assert _digest(moving) == before and sorted(p.name for p in out.iterdir()) == ["warped.nii.gz"]
+
+
+def test_out_dir_that_is_or_holds_the_inputs_folder_is_refused(pair, capsys):
+    """The folder of the inputs, or a folder above it: one line, exit 2, nothing written, inputs untouched (the
+    policy of every folder-writing verb, in `verbs.output_policy`)."""
+    (pair / "case").mkdir()
+    fixed, moving = pair / "case" / "f.nii.gz", pair / "case" / "m.nii.gz"
+    fixed.write_bytes((pair / "f.nii.gz").read_bytes())
+    moving.write_bytes((pair / "m.nii.gz").read_bytes())
+    digests = {p: _digest(p) for p in (fixed, moving)}
+    listing = sorted(str(p.relative_to(pair)) for p in pair.rglob("*"))
+    for out in (pair / "case", pair, pair / "case" / "." / ".." / "case"):
+        code, err = _register(capsys, fixed, moving, out)
+        assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert "contains the input" in err and "choose a new or empty folder" in err, err
+        assert sorted(str(p.relative_to(pair)) for p in pair.rglob("*")) == listing
+        assert all(_digest(p) == d for p, d in digests.items())
+    code, err = _register(capsys, fixed, moving, pair / "case" / "registration", "--outputs", "transform,report")
+    assert code == 0, err  # a new folder beside (or below) the inputs is fine
+    assert sorted(p.name for p in (pair / "case" / "registration").iterdir()) == ["report.json", "transform.h5"]
 
 
 def test_apply_with_an_image_as_transform_exits_2(pair, capsys):

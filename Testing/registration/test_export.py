@@ -169,3 +169,37 @@ def test_coarse_field_grid_round_trip(tmp_path):
         p = pts[(slice(None),) + idx]
         itk = np.asarray(tx.TransformPoint((-p[0], -p[1], p[2])))
         np.testing.assert_allclose(itk, (-dense[(0,) + idx], -dense[(1,) + idx], dense[(2,) + idx]), atol=1e-3)
+
+
+def test_warp_volume_slab_path_equals_dense_map_path():
+    """warp_volume builds its sampling positions in torch (affine + displacement grid, zero beyond half a voxel
+    outside that grid); the result equals resampling through `dense_map()` (oblique grids, partial field cover)."""
+    from multimodalgen.registration.contract import RegistrationResult
+    from multimodalgen.registration.export import warp_volume
+    from multimodalgen.volume import Volume, grid_world_coordinates
+
+    rng = np.random.default_rng(0)
+
+    def oblique(spacing, angle, origin):
+        a = np.eye(4)
+        c, s = np.cos(angle), np.sin(angle)
+        a[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ np.diag(spacing)
+        a[:3, 3] = origin
+        return a
+
+    fixed_shape, fixed_affine = (30, 28, 26), oblique((1.0, 1.2, 1.1), 0.1, (-15, -14, -12))
+    moving = Volume(rng.random((25, 27, 24)).astype(np.float32), oblique((1.3, 1.1, 1.2), -0.2, (-16, -15, -13)))
+    labels = Volume(rng.integers(0, 5, (25, 27, 24)).astype(np.uint8), moving.affine)
+    affine = np.eye(4)
+    affine[:3, 3] = [1.0, 0.5, -0.5]
+    affine[:3, :3] += 0.02 * rng.standard_normal((3, 3))
+    for field_shape, field_affine in [((12, 11, 10), oblique((3.0, 3.0, 3.0), 0.1, (-14, -13, -11))),
+                                      ((8, 7, 6), oblique((2.5, 2.5, 2.5), 0.0, (-5, -4, -3)))]:  # covers part only
+        x = grid_world_coordinates(field_shape, field_affine)
+        disp = np.stack([1.5 * np.sin(x[1] / 6), np.cos(x[2] / 5), 0.8 * np.sin(x[0] / 7)]).astype(np.float32)
+        result = RegistrationResult(affine, disp, field_shape, field_affine, fixed_shape, fixed_affine, {})
+        dense = result.dense_map()
+        np.testing.assert_allclose(warp_volume(result, moving, "linear").array,
+                                   warp_volume(result, moving, "linear", dense).array, atol=2e-5)
+        np.testing.assert_array_equal(warp_volume(result, labels, "nearest").array,
+                                      warp_volume(result, labels, "nearest", dense).array)

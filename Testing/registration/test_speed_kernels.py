@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from multimodalgen.features.mind import box_filter
@@ -62,3 +63,47 @@ def test_coupled_convex_picks_the_cheapest_shift_when_coupling_is_weak():
     cost[target] = 0.0  # every cell prefers the shift (2, 0, -2)
     disp = coupled_convex(cost, shifts, (1e-4,), chunk=7)  # small chunks exercise the chunked argmin
     assert torch.allclose(disp[0, :, 1, 1, 1], torch.tensor([2.0, 0.0, -2.0]), atol=1e-5)
+
+
+def test_smooth_field_is_its_own_adjoint():
+    """The Adam stage back-propagates through the smoothing by smoothing the gradient: S^T = S must hold."""
+    import torch
+
+    from multimodalgen.registration.sampling import smooth_field
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 7, 5, 6, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(1, 3, 7, 5, 6, dtype=torch.float64)
+    (smooth_field(x, 3) * g).sum().backward()
+    with torch.no_grad():
+        assert torch.allclose(smooth_field(g, 3), x.grad, atol=1e-12)
+        assert torch.allclose(smooth_field(x, 3), smooth_field(x.detach(), 3), atol=1e-12)
+
+
+def test_gaussian_smooth_and_dilate_match_scipy():
+    """The registration's scipy-free Gaussian (anti-aliasing) and mask dilation give scipy.ndimage's values."""
+    from scipy.ndimage import binary_dilation, gaussian_filter
+
+    from multimodalgen.registration.grid import dilate, gaussian_smooth
+
+    rng = np.random.default_rng(0)
+    img = rng.random((13, 9, 11)).astype(np.float32)
+    for sigma in [(0.8, 0.0, 1.3), (0.3, 0.5, 0.0), (2.0, 2.0, 2.0)]:
+        np.testing.assert_allclose(gaussian_smooth(img, sigma), gaussian_filter(img, sigma, mode="nearest",
+                                                                                truncate=3.0), atol=1e-5)
+    mask = rng.random((12, 10, 9)) > 0.93
+    mask[0, 0, 0] = mask[-1, -1, -1] = True
+    for it in (1, 2):
+        np.testing.assert_array_equal(dilate(mask, it), binary_dilation(mask, iterations=it))
+
+
+def test_correlation_volume_on_cells_equals_the_strided_version():
+    from multimodalgen.registration.convexadam import _correlation_cells, _correlation_strided
+
+    torch.manual_seed(1)
+    for shape, (cell, search, step) in [((9, 8, 7), (2, 2, 2)), ((12, 11, 10), (3, 1, 3)), ((10, 9, 8), (2, 1, 4))]:
+        fix, mov = torch.rand(1, 4, *shape), torch.rand(1, 4, *shape)
+        ref, ref_shifts = _correlation_strided(fix, mov, cell, search, step)
+        fast, shifts = _correlation_cells(fix, mov, cell, search, step // cell)
+        assert torch.equal(shifts, ref_shifts)
+        assert torch.allclose(fast, ref, atol=1e-6)

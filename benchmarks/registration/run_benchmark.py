@@ -2,7 +2,10 @@
 
     python benchmarks/registration/run_benchmark.py                  # full: identity,sitk_affine,sitk,ants,elastix,convexadam + ours
     python benchmarks/registration/run_benchmark.py --methods identity --out benchmarks/registration/results_quick
+    python benchmarks/registration/run_benchmark.py --set heldout --methods identity,ants,convexadam  # stand-ins
 
+`--set heldout` first renders and builds the stand-in cases of `heldout_cases.py` (PET-like, EPI-like, anisotropic,
+flipped + rotated; data under /tmp, never committed) and gives them to the harness as `--cases-file`.
 The harness (`../shared/bench/registration/run.py`, read-only) builds the synthetic dev cases, runs the baselines
 in-process, runs our command once per case through the shell (wall time includes start-up and writing
 outputs) and scores everything the same way (Dice from our warped labels and, independently, from our
@@ -31,7 +34,7 @@ def tool_command(venv_bin: Path, threads: int, preset: str) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--harness", default=str(DEFAULT_HARNESS), help="path of the reference run.py")
-    ap.add_argument("--set", default="dev")
+    ap.add_argument("--set", default="dev", help="dev (the harness's cases) or heldout (heldout_cases.py)")
     ap.add_argument("--methods", default="identity,sitk_affine,sitk,ants,elastix,convexadam", help="harness baselines")
     ap.add_argument("--cases", default=None, help="comma-separated substrings selecting cases")
     ap.add_argument("--threads", type=int, default=2)
@@ -46,6 +49,13 @@ def main(argv=None) -> int:
     out = Path(a.out).resolve()  # the harness runs in its own (read-only) folder
     cmd = [sys.executable, a.harness, "--set", a.set, "--methods", a.methods,
            "--tool", tool_command(venv_bin, a.threads, a.preset), "--tool-name", a.tool_name, "--out", str(out)]
+    if a.set == "heldout":
+        from heldout_cases import DEFAULT_DATA, SHARED, build
+
+        cmd += ["--cases-file", str(build()), "--data-root", str(DEFAULT_DATA), "--shared-root", str(SHARED)]
+        if a.out == str(Path(__file__).resolve().parent / "results"):
+            a.out = str(Path(__file__).resolve().parent / "results" / "heldout")
+            cmd[cmd.index("--out") + 1] = str(Path(a.out).resolve())
     if a.cases:
         cmd += ["--cases", a.cases]
     env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))

@@ -21,8 +21,9 @@ VERB_DOCS: dict[str, tuple[str, str]] = {
     "register": ("into --out-dir, chosen with --outputs (default all but displacement): transform.h5 (ITK, LPS, "
                  "fixed->moving), inverse_transform.h5, warped.nii.gz, warped_labels.nii.gz (with --moving-labels), "
                  "report.json, overlay.png; displacement.nii.gz on request",
-                 "dev set, 4 MR cases, 2 CPU cores: mean Dice .842, TRE 2.09 mm, no folding, 8.2 s per case; ANTs "
-                 ".732 / 3.47 mm, elastix .717 / 4.45 mm (benchmarks/registration/results/table.md)"),
+                 "dev set, 4 MR cases, 2 shared CPU cores: mean Dice .842, TRE 2.06 mm, no folding; ANTs SyN .727 / "
+                 "3.56 mm, ConvexAdam .834 / 2.14 mm; whole command 5.6-7.1 s per case vs ANTs SyN 12.4-13.9 s in the "
+                 "same runs (1.9-2.5x) (benchmarks/registration/results/table.md)"),
     "apply": ("OUT: the moving image (or --labels) resampled onto the reference grid",
               "reproduces register's warped.nii.gz, identical away from the outermost voxels "
               "(Testing/verbs/test_registration_outputs.py)"),

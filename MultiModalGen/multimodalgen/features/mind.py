@@ -29,27 +29,45 @@ def _edge_pairs() -> list[tuple[tuple[int, int, int], tuple[int, int, int]]]:
 def box_filter(x, kernel: int):
     """Centred separable box filter (odd `kernel`, replicate padding) of a `(N, C, I, J, K)` tensor.
 
-    Implemented with shifted slices (much faster on CPU than `avg_pool3d` with a 1D kernel).
+    Accumulates shifted slices in place (no padded copy: ~2x faster on CPU than `F.pad` + sums, several times
+    faster than `avg_pool3d` with a 1D kernel). Returns a new tensor; `x` is not modified.
     """
-    import torch.nn.functional as F
-
     if kernel <= 1:
         return x
+    import torch
+
     p = kernel // 2
+    recording = torch.is_grad_enabled() and x.requires_grad  # `out=` writes are not differentiable
     for dim in (2, 3, 4):
-        pad = [0] * 6
-        pad[2 * (4 - dim)] = pad[2 * (4 - dim) + 1] = p
-        xp = F.pad(x, tuple(pad), mode="replicate")
         n = x.shape[dim]
-        acc = xp.narrow(dim, 0, n).clone()
-        for o in range(1, kernel):
-            acc += xp.narrow(dim, o, n)
-        x = acc / kernel
-    return x
+        if recording:
+            acc, first = x.clone(), 1
+        else:  # offsets 0 and -1 in one pass (instead of a copy, then an add): acc[v] = x[v] + x[max(v - 1, 0)]
+            acc, first = torch.empty_like(x), 2
+            torch.mul(x.narrow(dim, 0, 1), 2.0, out=acc.narrow(dim, 0, 1))
+            if n > 1:
+                torch.add(x.narrow(dim, 0, n - 1), x.narrow(dim, 1, n - 1), out=acc.narrow(dim, 1, n - 1))
+        for o in range(1, p + 1):  # then the other offsets, replicating the edge voxels
+            if o < n:
+                acc.narrow(dim, 0, n - o).add_(x.narrow(dim, o, n - o))
+            for e in range(min(o, n)):
+                acc.narrow(dim, n - 1 - e, 1).add_(x.narrow(dim, n - 1, 1))
+            if o < first:
+                continue
+            if o < n:
+                acc.narrow(dim, o, n - o).add_(x.narrow(dim, 0, n - o))
+            for e in range(min(o, n)):
+                acc.narrow(dim, e, 1).add_(x.narrow(dim, 0, 1))
+        x = acc
+    return x.div_(float(kernel) ** 3)
 
 
 def mind_ssc_torch(image, radius: int = 1, dilation: int = 2):
-    """MIND-SSC of a torch image `(1, 1, I, J, K)` (float) -> `(1, 12, I, J, K)` in (0, 1], same device/dtype."""
+    """MIND-SSC of a torch image `(1, 1, I, J, K)` (float) -> `(1, 12, I, J, K)` in (0, 1], same device/dtype.
+
+    The 12 squared differences are written straight into the output in the reference channel order and every
+    later step works in place (one `(12, I, J, K)` buffer instead of five: fewer page faults on CPU).
+    """
     import torch
     import torch.nn.functional as F
 
@@ -61,14 +79,19 @@ def mind_ssc_torch(image, radius: int = 1, dilation: int = 2):
         a, b, c = (o * d for o in offset)  # offset in {0,1,2} -> shift (o-1)*d around the centre
         return padded[a:a + n_i, b:b + n_j, c:c + n_k]
 
-    diffs = torch.stack([(shifted(p) - shifted(q)).pow(2) for p, q in _edge_pairs()])[None]
-    ssd = box_filter(diffs, 2 * radius + 1)
-    mind = ssd - ssd.min(dim=1, keepdim=True).values
+    pairs = _edge_pairs()
+    diffs = torch.empty((1, len(_ORDER), n_i, n_j, n_k), dtype=image.dtype, device=image.device)
+    for channel, pair in enumerate(_ORDER):
+        p, q = pairs[pair]
+        torch.sub(shifted(p), shifted(q), out=diffs[0, channel])
+    diffs.mul_(diffs)
+    mind = box_filter(diffs, 2 * radius + 1)
+    del diffs
+    mind.sub_(mind.amin(dim=1, keepdim=True))
     var = mind.mean(dim=1, keepdim=True)
     mean_var = float(var.mean())
-    var = torch.clamp(var, mean_var * 1e-3 + 1e-12, mean_var * 1e3 + 1e-12)
-    mind = torch.exp(-mind / var)
-    return mind[:, list(_ORDER)]
+    var.clamp_(mean_var * 1e-3 + 1e-12, mean_var * 1e3 + 1e-12)
+    return mind.div_(var).neg_().exp_()
 
 
 def mind_ssc(image: np.ndarray, radius: int = 1, dilation: int = 2) -> np.ndarray:

@@ -138,17 +138,15 @@ def register_files(fixed, moving, out, *, ctx: RunContext | None = None, moving_
             field = displacement_volume(result)
             field = field.with_array(quantize_field(field.array))
             write("displacement", write_volume, field, tmp / OUTPUT_FILES["displacement"])
-        needs_map = {"warped", "warped_labels", "overlay"} & set(wanted) or fixed_labels is not None
-        dense = result.dense_map() if needs_map else None
         warped = None
         if {"warped", "overlay"} & set(wanted):
             progress.check_cancelled()
-            warped = warp_volume(result, vols["moving"], "linear", dense)
+            warped = warp_volume(result, vols["moving"], "linear")
         if "warped" in wanted:
             stored = warped.with_array(as_moving_dtype(warped.array, vols["moving"].array.dtype))
             write("warped", write_nifti_like_fixed, stored, tmp / OUTPUT_FILES["warped"], fixed)
         if vols["moving_labels"] is not None and ("warped_labels" in wanted or fixed_labels is not None):
-            warped_labels = warp_volume(result, vols["moving_labels"], "nearest", dense)
+            warped_labels = warp_volume(result, vols["moving_labels"], "nearest")
             if moving_segments:
                 warped_labels.metadata["segments"] = list(moving_segments)
             if "warped_labels" in wanted:

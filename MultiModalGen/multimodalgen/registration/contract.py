@@ -33,8 +33,8 @@ class RegistrationResult:
     Attributes:
         affine: 4x4 float64, RAS mm -> RAS mm (applied last).
         displacement: `(3, I, J, K)` float32 RAS mm on the displacement grid, or None (affine only).
-        field_shape, field_affine: the displacement grid (voxel -> RAS); the fixed image's grid for results of
-            `register_volumes`.
+        field_shape, field_affine: the displacement grid (voxel -> RAS); for results of `register_volumes` the
+            deformable stage's own nodes over the fixed field of view, or the fixed grid when that is as coarse.
         fixed_shape, fixed_affine: the fixed image's grid.
         report: JSON-serialisable dict (stages, timings, working grid, similarities, Jacobian statistics).
     """

@@ -84,6 +84,16 @@ def correlation_volume(fix, mov, cell: int, search: int, step: int = 1):
     import torch
     import torch.nn.functional as F
 
+    if step % cell == 0:
+        return _correlation_cells(fix, mov, cell, search, step // cell)
+    return _correlation_strided(fix, mov, cell, search, step)
+
+
+def _correlation_strided(fix, mov, cell: int, search: int, step: int):
+    """`correlation_volume` for any step: strided views into the box-filtered moving features."""
+    import torch
+    import torch.nn.functional as F
+
     c = fix.shape[1]
     f_cells = F.avg_pool3d(fix, cell, stride=cell, ceil_mode=True)[0]
     ic, jc, kc = f_cells.shape[1:]
@@ -105,6 +115,29 @@ def correlation_volume(fix, mov, cell: int, search: int, step: int = 1):
     return cost, shifts.to(fix.dtype)
 
 
+def _correlation_cells(fix, mov, cell: int, search: int, cells_per_step: int):
+    """`correlation_volume` when the shifts are whole cells (step = cells_per_step * cell): the same values, computed
+    on cell averages (cell-sized arrays instead of strided views into voxel-sized ones: ~3x faster on CPU)."""
+    import torch
+    import torch.nn.functional as F
+
+    f_cells = F.avg_pool3d(fix, cell, stride=cell, ceil_mode=True)[0]
+    ic, jc, kc = f_cells.shape[1:]
+    r = search * cells_per_step  # reach in cells
+    # moving cells [c * cell, (c + 1) * cell) with the voxel-level replicate padding of `forward_box` at the far end
+    far = [(n + r) * cell - s for n, s in zip((ic, jc, kc), mov.shape[2:])]
+    m = F.pad(mov, (0, far[2], 0, far[1], 0, far[0]), mode="replicate")
+    m = F.pad(F.avg_pool3d(m, cell, stride=cell), (r, 0, r, 0, r, 0), mode="replicate")[0]
+    steps = torch.arange(-search, search + 1) * cells_per_step
+    shifts = torch.stack(torch.meshgrid(steps, steps, steps, indexing="ij"), dim=-1).reshape(-1, 3)
+    cost = torch.empty((shifts.shape[0], ic, jc, kc), dtype=fix.dtype, device=fix.device)
+    tmp = torch.empty_like(f_cells)
+    for n, (a, b, d) in enumerate(shifts.tolist()):
+        torch.sub(f_cells, m[:, r + a: r + a + ic, r + b: r + b + jc, r + d: r + d + kc], out=tmp)
+        torch.sum(tmp.mul_(tmp), 0, out=cost[n])
+    return cost.div_(fix.shape[1]), (shifts * cell).to(fix.dtype)
+
+
 def smooth_cost(cost, passes: int = 1):
     """Box-smooth a correlation volume `(S, Ic, Jc, Kc)` over neighbouring cells (3x3x3, `passes` times)."""
     out = cost[None]
@@ -113,7 +146,7 @@ def smooth_cost(cost, passes: int = 1):
     return out[0]
 
 
-def coupled_convex(cost, shifts, coupling, chunk: int = 16384):
+def coupled_convex(cost, shifts, coupling, chunk: int = 4096):
     """Coupled-convex optimisation of a correlation volume.
 
     Args:
@@ -126,8 +159,8 @@ def coupled_convex(cost, shifts, coupling, chunk: int = 16384):
     import torch
 
     s, ic, jc, kc = cost.shape
-    flat = cost.reshape(s, -1)
-    flat = flat / flat.mean().clamp_min(1e-12)
+    # cells x shifts, contiguous along the shifts: the argmin runs along memory (2x faster than along dim 0)
+    flat = (cost.reshape(s, -1) / cost.mean().clamp_min(1e-12)).T.contiguous()
     radius = float(shifts.abs().max().clamp_min(1.0))
     mesh = shifts / radius  # (S, 3) in units of the search radius
 
@@ -135,19 +168,20 @@ def coupled_convex(cost, shifts, coupling, chunk: int = 16384):
         disp = shifts[argmin].T.reshape(1, 3, ic, jc, kc)
         return box(disp, 3)
 
-    disp = field_from(flat.argmin(0))
-    mesh_sq = mesh.pow(2).sum(1, keepdim=True)  # (S, 1)
-    buf = torch.empty((s, min(chunk, flat.shape[1])), dtype=flat.dtype, device=flat.device)
+    disp = field_from(flat.argmin(1))
+    mesh_sq = mesh.pow(2).sum(1)  # (S,)
+    n_cells = flat.shape[0]
+    buf = torch.empty((min(chunk, n_cells), s), dtype=flat.dtype, device=flat.device)
     for alpha in coupling:
         target = (disp.reshape(3, -1) / radius).T.contiguous()  # (N, 3)
-        best = torch.empty(flat.shape[1], dtype=torch.long, device=flat.device)
-        for start in range(0, flat.shape[1], chunk):
-            stop = min(flat.shape[1], start + chunk)
-            # |mesh - t|^2 = |mesh|^2 - 2 mesh.t + |t|^2; the last term is constant per column (argmin unchanged)
-            out = buf[:, :stop - start]
-            torch.add(flat[:, start:stop], mesh_sq, alpha=alpha, out=out)
-            out.addmm_(mesh, target[start:stop].T, alpha=-2.0 * alpha)
-            best[start:stop] = out.argmin(0)
+        best = torch.empty(n_cells, dtype=torch.long, device=flat.device)
+        for start in range(0, n_cells, chunk):
+            stop = min(n_cells, start + chunk)
+            # |mesh - t|^2 = |mesh|^2 - 2 mesh.t + |t|^2; the last term is constant per cell (argmin unchanged)
+            out = buf[:stop - start]
+            torch.add(flat[start:stop], mesh_sq, alpha=alpha, out=out)
+            out.addmm_(target[start:stop], mesh.T, alpha=-2.0 * alpha)
+            best[start:stop] = out.argmin(1)
         disp = field_from(best)
     return disp
 
@@ -239,7 +273,9 @@ def convex_adam(fix, mov_warped, mov_sample, weight=None, config: ConvexAdamConf
         weight: optional `(1, 1, I, J, K)` weights of the similarity (masks).
 
     Returns:
-        (`(1, 3, I, J, K)` displacement in working voxels, info dict).
+        (`(1, 3, I, J, K)` displacement in working voxels, info dict, (coarse, factor)): `coarse` is the same
+        displacement `(1, 3, P, Q, R)` (working voxels) at its own resolution, node n at working voxel
+        ``factor * n + (factor - 1) / 2`` (the dense field is its trilinear interpolation).
     """
     import torch
 
@@ -265,7 +301,7 @@ def convex_adam(fix, mov_warped, mov_sample, weight=None, config: ConvexAdamConf
     a = cfg.adam_factor
     init = cell_to_voxel(disp_cells, cfg.cell, shape)
     if cfg.adam_iterations == 0:
-        return init, info
+        return init, info, (disp_cells, cfg.cell)
     with torch.no_grad():
         fix_a = subsample(fix, a)
         w_a = subsample(weight, a)[0, 0] if weight is not None else torch.ones(fix_a.shape[2:])
@@ -273,8 +309,9 @@ def convex_adam(fix, mov_warped, mov_sample, weight=None, config: ConvexAdamConf
     field, info_adam = instance_optimisation(fix_a, mov_sample, a, param0, w_a, cfg, progress)
     info.update(info_adam)
     with torch.no_grad():
-        disp = cell_to_voxel(field * a, a, shape)
-    return disp, info
+        coarse = field * a
+        disp = cell_to_voxel(coarse, a, shape)
+    return disp, info, (coarse, a)
 
 
 def spatial_gradient(x):
@@ -307,7 +344,7 @@ def instance_optimisation(fix_a, mov_sample, factor: int, param0, weight, cfg: C
     n_ch = fix_a.shape[1]
     grad_f = spatial_gradient(fix_a)
     wsum = weight.sum().clamp_min(1e-6)
-    param = param0.clone().requires_grad_(True)
+    param = param0.clone().requires_grad_(cfg.diffeomorphic)
     opt = Adam([param], lr=cfg.adam_lr)
     n_inner = max(1, cfg.relinearise)
     info = {}
@@ -330,12 +367,20 @@ def instance_optimisation(fix_a, mov_sample, factor: int, param0, weight, cfg: C
             w_norm = weight / wsum
         for _ in range(min(n_inner, cfg.adam_iterations - step)):
             opt.zero_grad()
-            field = _field(param, cfg)
             # the surrogate is quadratic in the field: its gradient is written out (much cheaper on CPU than
-            # autograd through the 3 x 3 products); autograd only back-propagates through the smoothing
-            with torch.no_grad():
-                grad = surrogate_gradient(field, field0, b, h, w_norm, cfg.diffusion)
-            field.backward(grad)
+            # autograd through the 3 x 3 products)
+            if cfg.diffeomorphic:  # autograd back-propagates through the smoothing and the integration
+                field = _field(param, cfg)
+                with torch.no_grad():
+                    grad = surrogate_gradient(field, field0, b, h, w_norm, cfg.diffusion)
+                # (field * grad).sum() has exactly this gradient; a scalar backward also spares autograd's
+                # explicit-gradient check, whose first call imports sympy (~0.4 s)
+                (field * grad).sum().backward()
+            else:  # field = S(param) with S the replicate-padded box smoothing, a symmetric linear map: d/dparam = S(.)
+                with torch.no_grad():
+                    field = smooth_field(param, cfg.smooth_passes)
+                    grad = surrogate_gradient(field, field0, b, h, w_norm, cfg.diffusion)
+                    param.grad = smooth_field(grad, cfg.smooth_passes)
             opt.step()
             step += 1
         if progress is not None:

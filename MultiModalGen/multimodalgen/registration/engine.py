@@ -16,6 +16,7 @@ from multimodalgen.progress import Progress
 from multimodalgen.registration.contract import INITS, MODES, RegistrationResult
 from multimodalgen.registration.grid import (choose_working_grid, foreground_mask, moving_grid, prepare_image,
                                              resample_mask)
+from multimodalgen.registration.linear import pooled_affine
 from multimodalgen.registration.presets import RegistrationConfig, preset_config
 from multimodalgen.volume import Volume, check_finite, check_not_constant
 
@@ -131,9 +132,9 @@ def register_volumes(fixed: Volume, moving: Volume, *, mode: str = "deformable",
             raise UserInputError("the fixed mask does not cover the working grid", expected="a mask inside the image",
                                  fix="check that the mask belongs to the fixed image")
     else:
-        from scipy.ndimage import binary_dilation
+        from multimodalgen.registration.grid import dilate
 
-        fweight = binary_dilation(foreground_mask(fix_img), iterations=2).astype(np.float32)
+        fweight = dilate(foreground_mask(fix_img), iterations=2).astype(np.float32)
     report["working_grid"] = fgrid.describe()
     report["moving_working_grid"] = mgrid.describe()
     timings["prepare"] = round(time.perf_counter() - t0, 3)
@@ -185,16 +186,20 @@ def register_volumes(fixed: Volume, moving: Volume, *, mode: str = "deformable",
     displacement = None
     if mode == "deformable":
         t0 = time.perf_counter()
-        disp_vox, info = _deformable(fix_feat, warped_feat, weight, cfg, progress)
+        disp_vox, info, (coarse, factor) = _deformable(fix_feat, warped_feat, weight, cfg, progress)
         lin = torch.as_tensor(fgrid.affine[:3, :3], dtype=disp_vox.dtype)
-        disp_mm_work = torch.einsum("ab,bijk->aijk", lin, disp_vox[0])  # RAS mm on the working grid
         timings["deformable"] = round(time.perf_counter() - t0, 3)
         sim_def = sim4(affine, disp_vox)
         report["stages"].append({"name": "deformable", "method": "convexadam", "similarity_after": sim_def,
                                  "seconds": timings["deformable"], **info})
         t0 = time.perf_counter()
-        field_shape, field_affine, why = _field_grid(fixed, fgrid, cfg.deformable.adam_factor)
-        displacement = _to_grid(disp_mm_work, fgrid.affine, field_shape, field_affine)
+        field_shape, field_affine, why, on_nodes = _field_grid(fixed, fgrid, factor)
+        if on_nodes:  # the deformable stage's own nodes: their values, no re-interpolation
+            node_mm = torch.einsum("ab,bijk->aijk", lin, coarse[0])  # RAS mm on the node grid
+            displacement = _to_grid(node_mm, pooled_affine(fgrid.affine, factor), field_shape, field_affine)
+        else:
+            disp_mm_work = torch.einsum("ab,bijk->aijk", lin, disp_vox[0])  # RAS mm on the working grid
+            displacement = _to_grid(disp_mm_work, fgrid.affine, field_shape, field_affine)
         report["field_grid"] = {"shape": list(field_shape), "spacing_mm": np.round(
             np.linalg.norm(field_affine[:3, :3], axis=0), 4).tolist(), "reason": why}
         timings["field_to_output_grid"] = round(time.perf_counter() - t0, 3)
@@ -244,12 +249,12 @@ def _linear_stage(fix_img, mov_img, fix_feat, weight, fgrid, mgrid, init_mat, ce
     towards "no rotation". Round 0 compares features computed on each image's own grid (4 mm); the following
     rounds resample the moving *image* through the current estimate onto the fixed grid, recompute its
     features there and estimate a small correction D (T <- T o D): at 4 mm, then at the working resolution
-    (one round only when a deformable stage follows: its diffusion regulariser penalises a residual affine
-    error, so the affine must already be accurate).
+    (`cfg.linear_fine_rounds`, or `cfg.linear_fine_rounds_deformable` when a deformable stage follows: none in
+    `fast`, where the deformable stage absorbs the residual).
     """
     import torch.nn.functional as F
 
-    from multimodalgen.registration.linear import optimise_linear, pooled_affine
+    from multimodalgen.registration.linear import optimise_linear
 
     ft = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None, None].to(fix_feat.device)  # noqa: E731
     import torch
@@ -271,7 +276,7 @@ def _linear_stage(fix_img, mov_img, fix_feat, weight, fgrid, mgrid, init_mat, ce
                                            cfg.linear_refine, None)
         affine = affine @ correction
         iterations += hist["iterations"]
-    for _ in range(min(1, cfg.linear_fine_rounds) if deformable_follows else cfg.linear_fine_rounds):
+    for _ in range(cfg.linear_fine_rounds_deformable if deformable_follows else cfg.linear_fine_rounds):
         progress.check_cancelled()
         warped = feats(_warp_image(mov_t, mgrid, fgrid, affine))
         correction, hist = optimise_linear(fix_feat, fgrid.affine, warped, fgrid.affine, np.eye(4), centre,
@@ -287,19 +292,17 @@ def _warp_image(mov_t, mgrid, fgrid, affine: np.ndarray, disp_vox=None):
     ``T(x) = affine(x + W d(x))`` (d: optional `(1, 3, I, J, K)` displacement in fixed working voxels)."""
     import torch
 
-    from multimodalgen.registration.sampling import apply_matrix, index_grid, sample
+    from multimodalgen.registration.sampling import sample_affine
 
     to_mov = np.linalg.inv(mgrid.affine) @ affine @ fgrid.affine
     with torch.no_grad():
-        idx = index_grid(fgrid.shape, mov_t.device, mov_t.dtype)
-        if disp_vox is not None:
-            idx = idx + disp_vox[0].permute(1, 2, 3, 0).to(idx.dtype)
-        return sample(mov_t, apply_matrix(to_mov, idx), padding="zeros")
+        return sample_affine(mov_t, to_mov, fgrid.shape, padding="zeros", disp=disp_vox)
 
 
 def _deformable(fix_feat, warped_feat, weight, cfg: RegistrationConfig, progress):
     """ConvexAdam on the fixed working grid between the fixed features and the features of the affinely warped
-    moving image; returns the residual displacement `(1, 3, I, J, K)` in working voxels and an info dict."""
+    moving image; returns the residual displacement `(1, 3, I, J, K)` in working voxels, an info dict and
+    (the same field on its nodes, their spacing in working voxels) (see `convexadam.convex_adam`)."""
     import torch.nn.functional as F
 
     from multimodalgen.registration.convexadam import convex_adam
@@ -315,21 +318,31 @@ def _deformable(fix_feat, warped_feat, weight, cfg: RegistrationConfig, progress
     return convex_adam(fix_feat, warped_feat, mov_sample, weight, cfg.deformable, sub)
 
 
-def _field_grid(fixed: Volume, fgrid, factor: int = 1) -> tuple[tuple[int, int, int], np.ndarray, str]:
-    """Grid of the stored displacement: the fixed grid, or (fixed finer than the working spacing) an isotropic
-    grid at the deformable stage's own resolution (its Adam grid: `factor` x the working spacing, 4 mm in both
-    presets) over the whole fixed field of view. The field is a trilinear interpolation of that resolution, so
-    storing it there loses next to nothing (T is interpolated trilinearly between the stored voxels, as ITK does)
-    and keeps transform.h5 and inverse_transform.h5 small (1 mm head: 0.35 instead of 2.7 million values)."""
-    from multimodalgen.registration.grid import choose_working_grid
-    from multimodalgen.volume import direction_from_affine
+def _field_grid(fixed: Volume, fgrid, factor: int = 1) -> tuple[tuple[int, int, int], np.ndarray, str, bool]:
+    """Grid of the stored displacement: (shape, voxel -> RAS affine, reason, on_nodes).
 
-    if float(fixed.spacing.min()) >= 0.9 * fgrid.spacing:
-        return fixed.shape3d, fixed.affine.copy(), "the fixed grid"
-    grid = choose_working_grid(fixed, None, fgrid.spacing * max(1, int(factor)), margin_mm=0.0, crop=False,
-                               direction=direction_from_affine(fixed.affine), max_voxels=8 * 2_400_000)
-    return grid.shape, grid.affine, (f"isotropic {grid.spacing:g} mm over the fixed field of view (the fixed grid is "
-                                     "finer than the working spacing)")
+    The deformable stage's field is the trilinear interpolation of its nodes (every `factor` working voxels:
+    4 mm in both presets), so unless the fixed grid is as coarse as those nodes the field is stored on the node
+    grid itself, extended by whole nodes over the fixed field of view (``on_nodes`` True: the stored values are
+    the nodes' own, T is interpolated trilinearly between them as ITK does, and nothing is lost). This keeps
+    transform.h5 / inverse_transform.h5 small and the inverse and Jacobian cheap (a 2 mm fixed grid: 8x fewer
+    values; a 1 mm head: 64x). A fixed grid at least as coarse as the nodes stores the field on the fixed grid.
+    """
+
+    factor = max(1, int(factor))
+    if float(fixed.spacing.min()) >= 0.9 * fgrid.spacing * factor:
+        return fixed.shape3d, fixed.affine.copy(), "the fixed grid", False
+    nodes = pooled_affine(fgrid.affine, factor)
+    corners = np.array([[a, b, c, 1.0] for a in (0, fixed.shape3d[0] - 1) for b in (0, fixed.shape3d[1] - 1)
+                        for c in (0, fixed.shape3d[2] - 1)]) @ fixed.affine.T
+    idx = (corners @ np.linalg.inv(nodes).T)[:, :3]  # fixed voxel-centre corners in node indices
+    lo, hi = np.floor(idx.min(0) + 1e-6), np.ceil(idx.max(0) - 1e-6)
+    shift = np.eye(4)
+    shift[:3, 3] = lo
+    shape = tuple(int(n) for n in (hi - lo + 1))
+    spacing = fgrid.spacing * factor
+    return shape, nodes @ shift, (f"the deformable stage's {spacing:g} mm nodes over the fixed field of view (the "
+                                  "fixed grid is finer than the nodes)"), True
 
 
 def _to_grid(disp_mm_work, work_affine: np.ndarray, shape, affine: np.ndarray) -> np.ndarray:

@@ -22,26 +22,58 @@ def warp_volume(result: RegistrationResult, moving: Volume, order: str = "linear
 
     Args:
         order: "linear" (images, float32) or "nearest" (labels, dtype kept).
-        dense_map: optional precomputed `result.dense_map()` `(3, I, J, K)` RAS mm.
+        dense_map: optional precomputed `result.dense_map()` `(3, I, J, K)` RAS mm; without it the sampling
+            positions are built slab by slab in torch from the affine and the displacement grid (same map).
     """
     import torch
 
-    from multimodalgen.registration.sampling import apply_matrix, sample
+    from multimodalgen.registration.sampling import apply_matrix, sample, sample_affine
 
-    tmap = result.dense_map() if dense_map is None else dense_map
     to_idx = np.linalg.inv(moving.affine)
     src = torch.from_numpy(np.ascontiguousarray(moving.array, dtype=np.float32))[None, None]
     out = np.empty(result.fixed_shape, np.float32)
     mode = "bilinear" if order == "linear" else "nearest"
+    fixed_to_moving = to_idx @ result.affine @ result.fixed_affine  # fixed voxel -> moving voxel (affine part)
+    field = to_field = None
+    if dense_map is None and result.displacement is not None:
+        field = torch.from_numpy(np.ascontiguousarray(result.displacement, dtype=np.float32))[None]
+        to_field = np.linalg.inv(result.field_affine) @ result.fixed_affine
+        mm_to_fixed_voxels = torch.as_tensor(np.linalg.inv(result.fixed_affine[:3, :3]), dtype=torch.float32)
     with torch.no_grad():
         for start in range(0, result.fixed_shape[0], 32):
             stop = min(result.fixed_shape[0], start + 32)
-            pts = torch.from_numpy(np.ascontiguousarray(np.moveaxis(tmap[:, start:stop], 0, -1)))
-            idx = apply_matrix(to_idx, pts).float()
-            out[start:stop] = sample(src, idx, mode=mode, padding="zeros")[0, 0].numpy()
+            slab = (stop - start,) + tuple(result.fixed_shape[1:])
+            if dense_map is not None:
+                pts = torch.from_numpy(np.ascontiguousarray(np.moveaxis(dense_map[:, start:stop], 0, -1)))
+                vals = sample(src, apply_matrix(to_idx, pts).float(), mode=mode, padding="zeros")
+            else:
+                shift = np.eye(4)
+                shift[0, 3] = start
+                disp = None
+                if field is not None:  # u at the slab's voxels (mm; 0 beyond half a voxel outside its grid)
+                    u = sample_affine(field, to_field @ shift, slab)
+                    _zero_outside(u, to_field @ shift, slab, field.shape[2:])
+                    disp = torch.einsum("ab,bijk->aijk", mm_to_fixed_voxels, u[0])[None]
+                vals = sample_affine(src, fixed_to_moving @ shift, slab, mode=mode, padding="zeros", disp=disp)
+            out[start:stop] = vals[0, 0].numpy()
     if order == "nearest":
         out = np.rint(out).astype(moving.array.dtype)
     return Volume(out, result.fixed_affine.copy(), moving.modality, {"warped_from": moving.metadata.get("source")})
+
+
+def _zero_outside(values, matrix: np.ndarray, shape, grid_shape) -> None:
+    """Zero `values` `(1, C, *shape)` where ``matrix @ voxel`` lies beyond half a voxel outside `grid_shape` (ITK's
+    displacement-field convention); nothing to do (the usual case) when the whole box maps inside."""
+    from multimodalgen.registration.sampling import affine_points
+
+    corners = np.array([[a, b, c, 1.0] for a in (0, shape[0] - 1) for b in (0, shape[1] - 1)
+                        for c in (0, shape[2] - 1)]) @ np.asarray(matrix, np.float64).T
+    limit = np.asarray(grid_shape, np.float64) - 0.5
+    if np.all(corners[:, :3] >= -0.5) and np.all(corners[:, :3] <= limit):
+        return
+    idx = affine_points(shape, matrix, values.device, values.dtype)
+    outside = ((idx < -0.5) | (idx > values.new_tensor(limit))).any(-1)
+    values[0][:, outside] = 0.0
 
 
 def jacobian_determinant(total_disp: np.ndarray, affine: np.ndarray) -> np.ndarray:

@@ -50,6 +50,54 @@ def sample(volume, index, mode: str = "bilinear", padding: str = "border"):
     return F.grid_sample(volume, grid[None], mode=mode, padding_mode=padding, align_corners=True)
 
 
+def _normalising_matrix(shape) -> np.ndarray:
+    """4x4: voxel index (i, j, k) of a grid of `shape` -> grid_sample coordinates (x=k, y=j, z=i), align_corners."""
+    norm = np.zeros((4, 4))
+    for row, axis in enumerate((2, 1, 0)):
+        norm[row, axis] = 2.0 / float(max(int(shape[axis]) - 1, 1))
+        norm[row, 3] = -1.0
+    norm[3, 3] = 1.0
+    return norm
+
+
+def affine_points(shape, matrix, device=None, dtype=None):
+    """``matrix @ (i, j, k, 1)`` for every voxel of a grid of `shape`: `(I, J, K, 3)`, built by broadcasting three
+    outer terms (cheaper than `index_grid` followed by a matrix product)."""
+    import torch
+
+    m = torch.as_tensor(np.asarray(matrix, np.float64), dtype=torch.float64)
+    terms = []
+    for axis in range(3):
+        n = int(shape[axis])
+        view = [1, 1, 1, 3]
+        view[axis] = n
+        coord = torch.arange(n, dtype=torch.float64)[:, None] * m[:3, axis][None]
+        terms.append(coord.view(view).to(device=device, dtype=dtype or torch.float32))
+    offset = m[:3, 3].to(device=device, dtype=dtype or torch.float32)
+    return (terms[0] + offset) + terms[1] + terms[2]
+
+
+def sample_affine(volume, matrix, shape, mode: str = "bilinear", padding: str = "border", disp=None):
+    """Sample a `(1, C, i, j, k)` tensor at ``matrix @ (v + disp(v))`` for every voxel v of a grid of `shape`.
+
+    Args:
+        matrix: 4x4 (numpy) from the output grid's voxel indices to `volume`'s voxel indices.
+        disp: optional `(1, 3, I, J, K)` displacement in output-grid voxels.
+    Returns:
+        `(1, C, *shape)`: the same values as `sample(volume, apply_matrix(matrix, index_grid(shape) + disp))`,
+        with the grid built directly in grid_sample's normalised coordinates (no index grid, no flip copy).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    to_norm = _normalising_matrix(volume.shape[2:]) @ np.asarray(matrix, np.float64)
+    grid = affine_points(shape, to_norm, volume.device, volume.dtype)
+    if disp is not None:
+        lin = torch.as_tensor(to_norm[:3, :3], dtype=disp.dtype, device=disp.device)
+        grid = grid + torch.einsum("ab,bijk->ijka", lin, disp[0]).to(grid.dtype)
+    return F.grid_sample(volume, grid[None], mode=mode, padding_mode=padding, align_corners=True)
+
+
 def inside_fraction(index, shape) -> float:
     """Fraction of the `(..., 3)` indices that fall inside a grid of `shape` (used to detect missing overlap)."""
     import torch
@@ -78,11 +126,19 @@ def box3(x):
 
 
 def smooth_field(field, passes: int = 3, kernel: int = 3):
-    """Box-filter a `(1, 3, I, J, K)` field `passes` times (replicate padding): a cheap Gaussian-like smoother."""
+    """Box-filter a `(1, 3, I, J, K)` field `passes` times (replicate padding): a cheap Gaussian-like smoother.
+
+    A symmetric linear map (each pass is, and the per-axis passes commute), so it is its own adjoint: the gradient
+    of a loss through it is the smoothed gradient. `box3` (autograd-friendly) when gradients are recorded,
+    else the in-place `box_filter`.
+    """
+    import torch
+
     from multimodalgen.features.mind import box_filter
 
+    recording = torch.is_grad_enabled() and field.requires_grad
     for _ in range(passes):
-        field = box3(field) if kernel == 3 else box_filter(field, kernel)
+        field = box3(field) if kernel == 3 and recording else box_filter(field, kernel)
     return field
 
 

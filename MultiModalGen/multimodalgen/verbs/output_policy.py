@@ -1,6 +1,8 @@
 """The output policy of every verb, applied once by `run_verb` before a driver runs (so before any computation):
-an output never replaces an input, and every output can be written. An output that resolves to an input (same
-path, or the same file through a symlink or hard link), or one whose folder cannot be created or written (a path
+an output never replaces an input, an output folder never holds an input, and every output can be written. An
+output that resolves to an input (same path, or the same file through a symlink or hard link), an output folder
+(verbs writing a folder of outputs) that is the folder of an input or one of its parent folders, or an output
+whose folder cannot be created or written (a path
 component that is a file, no permission, a read-only file system), or a file output that is an existing folder, is
 a one-line `UserInputError` (exit 2 on the command line) and nothing is written. Writes themselves are atomic through
 `multimodalgen.io.atomic_path` (temporary file in the target folder, fsync, rename; nothing left on error).
@@ -50,12 +52,22 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def refuse_output_over_inputs(out: Path, verb, inputs: list[str], params: dict | None = None) -> None:
-    """Raise UserInputError when an output of `verb` at `out` would replace one of `inputs`."""
-    targets = planned_outputs(verb, Path(out), params or {})
+    """Raise UserInputError when an output of `verb` at `out` would replace one of `inputs`, or when `verb` writes
+    a folder of outputs and `out` is (or is above) the folder of an input: its outputs, temporary files and any
+    later clean-up would then live among the user's inputs."""
+    out = Path(out)
+    if verb.output == "dir":
+        for source in inputs:
+            src = Path(source)
+            if _same(src, out) or _inside(src, out):
+                raise UserInputError(f"the output folder {out} contains the input {source}",
+                                     expected="an output folder that holds none of the inputs",
+                                     fix=f"choose a new or empty folder, e.g. {out / verb.name}")
+    targets = planned_outputs(verb, out, params or {})
     for source in inputs:
         src = Path(source)
         for target in targets:
-            if _same(src, target) or (verb.output == "dir" and target == Path(out) and _inside(src, target)):
+            if _same(src, target):
                 raise UserInputError(f"the output {target} would overwrite the input {source}",
                                      expected="an output path that is not one of the inputs",
                                      fix="choose another output name or folder")
