@@ -27,9 +27,9 @@ VARIANTS = {
     "tissues, p^.3, 2 G, network start": dict(classes=(1, 2, 3), prior_power=.3, components=2, init="network"),
     "tissues, p^.5, 2 G, cluster start": dict(classes=(1, 2, 3), prior_power=.5, components=2, init="clusters"),
     "tissues, p^.3, 2 G, cluster start": dict(classes=(1, 2, 3), prior_power=.3, components=2, init="clusters"),
-    "tissues, p^.3, 2 G, best start (shipped)": dict(classes=(1, 2, 3), prior_power=.3, components=2, init="best"),
-    "tissues, p^.5, 2 G, best start": dict(classes=(1, 2, 3), prior_power=.5, components=2, init="best"),
-    "tissues, p^.3, 1 G, best start": dict(classes=(1, 2, 3), prior_power=.3, components=1, init="best"),
+    "tissues, p^.3, 2 G, both starts (shipped)": dict(classes=(1, 2, 3), prior_power=.3, components=2, init="both"),
+    "tissues, p^.5, 2 G, both starts": dict(classes=(1, 2, 3), prior_power=.5, components=2, init="both"),
+    "tissues, p^.3, 1 G, both starts": dict(classes=(1, 2, 3), prior_power=.3, components=1, init="both"),
 }
 
 

@@ -33,13 +33,13 @@ VERB_DOCS: dict[str, tuple[str, str]] = {
                 "baseline .670 (ANTs atlas)/.732/.838 (fill between slices) (benchmarks/fewshot/RESULTS.md)"),
     "segment": ("OUT: the label map with named, coloured, SNOMED-coded segments (+ NAME.labels.json); "
                 "--probabilities: NAME.probabilities.nii.gz",
-                "personalized-v3, real heads (SPM oldnorm), mean Dice grey/white/CSF over 7 modality subsets .471 "
-                "(worst .392; personalized-v2 .361); k-means with an oracle brain mask .652; Colin27 grey matter "
-                ".508 (v2 .616) — accuracy on real heads is still low "
-                "(benchmarks/personalized/results/real_heads_2026-12-03_v3-step2175.txt)"),
+                "personalized-v3 with the default intensity refinement, real heads (SPM oldnorm), mean Dice "
+                "grey/white/CSF over 7 modality subsets .514 (worst .479; network alone, --refine none, .471); "
+                "k-means with an oracle brain mask .652; Colin27 grey matter .712 (network alone .508) — accuracy on "
+                "real heads is still low (benchmarks/personalized/results/real_heads_2026-12-03_v3-refine.txt)"),
     "finetune": ("OUT: the adapter folder (a name alone: into the user adapter folder)",
                  "MoR adapter fine-tuned on avg152 in 372 s (shared CPU), 87 kB: mean Dice .506 on SPM oldnorm vs "
-                 ".471 for its base model personalized-v3 "
+                 ".471 for its base model personalized-v3 (both without the intensity refinement) "
                  "(benchmarks/personalized/results/real_heads_2026-12-03_v3-step2175.txt)"),
     "features": ("OUT: the 16-channel encoder feature map on the image's grid",
                  "encoder-v2: cross-contrast voxel matching .842 (avg152) / .692 (oldnorm) vs MIND-SSC .374 / "

@@ -17,7 +17,7 @@ segmentation does with its tissue probability maps (Ashburner & Friston 2005):
 - every refined class gets a mixture of `components` Gaussians with full covariance over the present modalities
   (partial volume at the tissue edges makes one Gaussian too narrow);
 - EM starts from the network's own split, from intensity clusters named by the modality's known tissue order
-  (`tissue_contrast`), or from both, keeping the fit with the higher objective (`init`).
+  (`tissue_contrast`), or from both with the two posteriors averaged (`init`, "both" in `segment`).
 
 Only a group of classes is refined (`segment` refines grey matter, white matter and CSF): each voxel keeps the
 network's total probability of the group, so where the brain ends stays the network's decision, and the result has
@@ -32,8 +32,6 @@ import math
 import torch
 
 MIN_VARIANCE = 1e-4           # normalised intensity units squared (a standard deviation of 1 % of the range)
-MIN_KEPT = 0.25               # init="best": a fit that shrinks a class below this share of the network's volume for it
-                              # has collapsed that class
 
 
 def refine_with_intensities(probabilities: torch.Tensor, images: torch.Tensor, classes: tuple[int, ...] | None = None,
@@ -57,11 +55,11 @@ def refine_with_intensities(probabilities: torch.Tensor, images: torch.Tensor, c
         init: where the mixture starts. "clusters": k-means of the intensities (one cluster per class), each cluster
             named one-to-one by the permutation that best agrees with `brightness` (the expected intensity order of
             the classes in each modality) and, second, with the network's probabilities; robust when the network's
-            split is poor but its anatomy is right. "network": the network's own split. "best": both (EM restarts),
-            keeping a fit where no class kept less than `MIN_KEPT` of the network's volume for it, then the one whose
-            class means agree best with `brightness`, then the higher EM objective (a fit can reach a higher
-            likelihood by letting a tissue collapse: on a cropped T1 the network start left white matter at 2 %
-            Dice).
+            split is poor but its anatomy is right. "network": the network's own split. "both": one fit from each
+            start, their posteriors averaged. Each start fails on some inputs (the network start lets white matter
+            collapse on a cropped T1, the cluster start mistakes partial volume for a tissue on T2+PD templates);
+            choosing between them by likelihood or by the tissue order picked the failed fit as often as not,
+            averaging never did (benchmarks/personalized/results/refine_select_2026-12-03.txt).
         brightness: `(M, G)` expected relative brightness of each refined class in each image channel (NaN where the
             modality's order is unknown), e.g. T1 (grey .6, white 1, CSF 0); None = name clusters by the network only.
         max_fit_voxels: the mixture is fitted on at most this many refined voxels (an even stride through them,
@@ -69,8 +67,8 @@ def refine_with_intensities(probabilities: torch.Tensor, images: torch.Tensor, c
     Returns:
         `(C, I, J, K)` float32 refined probabilities (rows still sum to 1).
     """
-    if init not in ("network", "clusters", "best"):
-        raise ValueError(f"init must be network, clusters or best, got {init!r}")
+    if init not in ("network", "clusters", "both"):
+        raise ValueError(f"init must be network, clusters or both, got {init!r}")
     if probabilities.dim() != 4 or images.dim() != 4 or probabilities.shape[1:] != images.shape[1:]:
         raise ValueError(f"expected probabilities (C, I, J, K) and images (M, I, J, K) on one grid, got "
                          f"{tuple(probabilities.shape)} and {tuple(images.shape)}")
@@ -91,25 +89,23 @@ def refine_with_intensities(probabilities: torch.Tensor, images: torch.Tensor, c
     w_fit, p_fit, x_fit = _voxels(flat_p, images, group, fit)
     log_prior = _log_prior(p_fit, prior_power)
     fits = []
-    for how in (("network", "clusters") if init == "best" else (init,)):
+    for how in (("network", "clusters") if init == "both" else (init,)):
         start = _cluster_start(p_fit, x_fit, w_fit, brightness) if how == "clusters" else p_fit
-        fits.append(_fit(x_fit, w_fit, log_prior, _split_components(start, x_fit, per_class), iterations))
-    network_mass = (w_fit[:, None] * p_fit).sum(0)                             # (G,)
-    params = max(fits, key=lambda fit: (bool((fit[2] >= MIN_KEPT * network_mass).all()),
-                                        _order_agreement(fit[0], brightness), fit[1]))[0]
+        fits.append(_fit(x_fit, w_fit, log_prior, _split_components(start, x_fit, per_class), iterations)[0])
     out = flat_p.clone()
     for start in range(0, len(index), chunk):                                  # final E step over every voxel
         part = index[start: start + chunk]
         w_part, p_part, x_part = _voxels(flat_p, images, group, part)
-        split = _e_step(x_part, _log_prior(p_part, prior_power), params).sum(2)  # (n, G)
+        log_prior_part = _log_prior(p_part, prior_power)
+        split = sum(_e_step(x_part, log_prior_part, params).sum(2) for params in fits) / len(fits)   # (n, G)
         out[torch.tensor(group)[:, None], part[None, :]] = (w_part[:, None] * split).T.float()
     return out.reshape(probabilities.shape)
 
 
 def _fit(x: torch.Tensor, w: torch.Tensor, log_prior: torch.Tensor, resp: torch.Tensor, iterations: int):
-    """EM from responsibilities `resp` `(N, G, K)`: (parameters, objective, class mass `(G,)`), the objective being
-    the mass-weighted mean log-evidence sum_i w_i log sum_gk prior_ig w_gk N(x_i) / sum_i w_i of the last E step and
-    the class mass sum_i w_i r_ig of the last E step."""
+    """EM from responsibilities `resp` `(N, G, K)`: (parameters, objective), the objective being the mass-weighted
+    mean log-evidence sum_i w_i log sum_gk prior_ig w_gk N(x_i) / sum_i w_i of the last E step (reported by the
+    benchmarks; it does not pick between starts, see `init`)."""
     active = resp.sum(0) > 0                                                  # (G, K)
     params = _m_step(x, resp * w[:, None, None], active)
     objective = -math.inf
@@ -117,22 +113,7 @@ def _fit(x: torch.Tensor, w: torch.Tensor, log_prior: torch.Tensor, resp: torch.
         resp, evidence = _e_step(x, log_prior, params, with_evidence=True)
         objective = float((w * evidence).sum() / w.sum())
         params = _m_step(x, resp * w[:, None, None], active)
-    return params, objective, (w[:, None] * resp.sum(2)).sum(0)
-
-
-def _order_agreement(params, brightness: torch.Tensor | None) -> float:
-    """Summed rank correlation, over the channels with a known order, between the fitted classes' mean intensities
-    (mixture-weighted over components) and `brightness` `(M, G)`; 0 without `brightness`."""
-    if brightness is None:
-        return 0.0
-    weights, means, _ = params
-    class_mean = (weights[..., None] * means).sum(1)                            # (G, M)
-    total = 0.0
-    for j in range(class_mean.shape[1]):
-        known = ~torch.isnan(brightness[j])
-        if int(known.sum()) >= 2:
-            total += _rank_correlation(class_mean[known, j], brightness[j][known].double())
-    return round(total, 6)
+    return params, objective
 
 
 def _split_components(p: torch.Tensor, x: torch.Tensor, per_class: tuple[int, ...]) -> torch.Tensor:
@@ -282,11 +263,11 @@ def _e_step(x: torch.Tensor, log_prior: torch.Tensor, params, with_evidence: boo
 
 REFINE_MODES = ("intensity", "none")
 #: The shipped setting, chosen on the dev benchmark among 8 variants (benchmarks/personalized/README.md, "Intensity
-#: refinement"): refine grey/white/CSF together, prior power .3, 2 Gaussians per class, EM from both starts.
+#: refinement"): refine grey/white/CSF together, prior power .3, 2 Gaussians per class, both starts averaged.
 TISSUES = ("grey matter", "white matter", "cerebrospinal fluid")
 PRIOR_POWER = 0.3
 COMPONENTS = 2
-INIT = "best"
+INIT = "both"
 
 
 def refine_tissues(probabilities: torch.Tensor, images: torch.Tensor, modalities: list[str],
