@@ -17,7 +17,7 @@ from multimodalgen.adapters.io import load_adapter, resolve_adapter_path
 from multimodalgen.errors import UserInputError
 from multimodalgen.personalized.model import PersonalizedNet, _head
 from multimodalgen.personalized.prepare import check_modalities, model_input, stack_images, to_image_grid
-from multimodalgen.personalized.refine import refine_tissues
+from multimodalgen.personalized.refine import check_refine_mode, refine_tissues
 from multimodalgen.personalized.sliding import predict_logits
 from multimodalgen.personalized.quality import check_segmentation
 from multimodalgen.terminology import definitions_for, segments_from_labels
@@ -89,6 +89,7 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
         progress.update("load", 0.0, "loading model")
         model, info = load_with_adapter(adapter, base_model, device)
     check_modalities(images.keys(), model.config.modalities)
+    check_refine_mode(refine)
     array, present, reference = stack_images(images, model.config.modalities, resample=resample,
                                              ct_window=model.config.ct_window)
     x, size, native = model_input(array, reference.spacing, model.config)

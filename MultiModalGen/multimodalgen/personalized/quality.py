@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from multimodalgen.terminology import canonical_name
+from multimodalgen.terminology import BRAIN_TISSUES, canonical_name
 
 MIN_BRAIN_ML = 50.0
 MAX_CSF_FRACTION = 0.6
@@ -44,8 +44,8 @@ def check_segmentation(labels: np.ndarray, top_probability: np.ndarray | None, v
     csf = canonical.get("cerebrospinal fluid", 0.0)
     warnings: list[str] = []
     confidence = None
-    brain_values = [v for v, n in label_names.items()
-                    if canonical_name(n) in ("grey matter", "white matter", "cerebrospinal fluid")]
+    tissues = {d.name for d in BRAIN_TISSUES}
+    brain_values = [v for v, n in label_names.items() if canonical_name(n) in tissues]
     if not brain_values:
         return {"volumes_ml": volumes, "confidence": None, "warnings": warnings}
     if gm + wm < MIN_BRAIN_ML:

@@ -91,7 +91,7 @@ def refine_with_intensities(probabilities: torch.Tensor, images: torch.Tensor, c
     fits = []
     for how in (("network", "clusters") if init == "both" else (init,)):
         start = _cluster_start(p_fit, x_fit, w_fit, brightness) if how == "clusters" else p_fit
-        fits.append(_fit(x_fit, w_fit, log_prior, _split_components(start, x_fit, per_class), iterations)[0])
+        fits.append(_fit(x_fit, w_fit, log_prior, _split_components(start, x_fit, per_class), iterations))
     out = flat_p.clone()
     for start in range(0, len(index), chunk):                                  # final E step over every voxel
         part = index[start: start + chunk]
@@ -103,17 +103,13 @@ def refine_with_intensities(probabilities: torch.Tensor, images: torch.Tensor, c
 
 
 def _fit(x: torch.Tensor, w: torch.Tensor, log_prior: torch.Tensor, resp: torch.Tensor, iterations: int):
-    """EM from responsibilities `resp` `(N, G, K)`: (parameters, objective), the objective being the mass-weighted
-    mean log-evidence sum_i w_i log sum_gk prior_ig w_gk N(x_i) / sum_i w_i of the last E step (reported by the
-    benchmarks; it does not pick between starts, see `init`)."""
+    """EM from responsibilities `resp` `(N, G, K)` (voxels weighted by their group mass `w`): the mixture parameters
+    after `iterations` E and M steps."""
     active = resp.sum(0) > 0                                                  # (G, K)
     params = _m_step(x, resp * w[:, None, None], active)
-    objective = -math.inf
     for _ in range(iterations):
-        resp, evidence = _e_step(x, log_prior, params, with_evidence=True)
-        objective = float((w * evidence).sum() / w.sum())
-        params = _m_step(x, resp * w[:, None, None], active)
-    return params, objective
+        params = _m_step(x, _e_step(x, log_prior, params) * w[:, None, None], active)
+    return params
 
 
 def _split_components(p: torch.Tensor, x: torch.Tensor, per_class: tuple[int, ...]) -> torch.Tensor:
@@ -133,7 +129,7 @@ def _split_components(p: torch.Tensor, x: torch.Tensor, per_class: tuple[int, ..
         cov = (w[:, None] * centred).T @ centred / total
         direction = torch.linalg.eigh(cov + 1e-9 * torch.eye(len(cov), dtype=cov.dtype))[1][:, -1]
         score = centred @ direction
-        edges = _weighted_quantiles(score, w, components)
+        edges = score[_weighted_quantile_index(score, w, [(k + 1) / components for k in range(components - 1)])]
         bucket = torch.bucketize(score, edges)
         resp[torch.arange(n), c, bucket] = w
     return resp
@@ -161,10 +157,7 @@ def _cluster_start(p: torch.Tensor, x: torch.Tensor, w: torch.Tensor, brightness
     z, zc = (x - mean) / sd, (xc - mean) / sd
     cov = (wc[:, None] * zc).T @ zc / wc.sum()
     score = zc @ torch.linalg.eigh(cov)[1][:, -1]
-    cuts = torch.tensor([(k + 0.5) / k_count for k in range(k_count)], dtype=z.dtype)
-    order = torch.argsort(score)
-    cumulative = torch.cumsum(wc[order], 0) / wc.sum()
-    centres = zc[order][torch.searchsorted(cumulative, cuts).clamp_max(len(zc) - 1)]
+    centres = zc[_weighted_quantile_index(score, wc, [(k + 0.5) / k_count for k in range(k_count)])]
     for _ in range(iterations):
         assign = torch.cdist(zc, centres).argmin(1)
         for k in range(k_count):
@@ -201,12 +194,13 @@ def _rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((ra * rb).sum() / ((ra.norm() * rb.norm()) + 1e-12))
 
 
-def _weighted_quantiles(score: torch.Tensor, weight: torch.Tensor, parts: int) -> torch.Tensor:
+def _weighted_quantile_index(score: torch.Tensor, weight: torch.Tensor, levels: list[float]) -> torch.Tensor:
+    """Indices of the elements of `score` `(N,)` at the weighted quantiles `levels` (each in (0, 1))."""
     order = torch.argsort(score)
     cumulative = torch.cumsum(weight[order], 0)
     cumulative = cumulative / cumulative[-1]
-    cuts = torch.tensor([(k + 1) / parts for k in range(parts - 1)], dtype=score.dtype)
-    return score[order][torch.searchsorted(cumulative, cuts).clamp_max(len(score) - 1)]
+    cuts = torch.tensor(levels, dtype=cumulative.dtype)
+    return order[torch.searchsorted(cumulative, cuts).clamp_max(len(score) - 1)]
 
 
 def _voxels(flat_p: torch.Tensor, images: torch.Tensor, group: list[int], index: torch.Tensor):
@@ -244,9 +238,8 @@ def _m_step(x: torch.Tensor, resp: torch.Tensor, active: torch.Tensor):
     return weights, means.reshape(c_count, k_count, m), covs.reshape(c_count, k_count, m, m)
 
 
-def _e_step(x: torch.Tensor, log_prior: torch.Tensor, params, with_evidence: bool = False):
-    """Responsibilities `(N, C, K)` from the prior `(N, C)` and the mixture parameters (and, `with_evidence`, the
-    log-evidence per voxel `(N,)`)."""
+def _e_step(x: torch.Tensor, log_prior: torch.Tensor, params) -> torch.Tensor:
+    """Responsibilities `(N, C, K)` from the prior `(N, C)` and the mixture parameters."""
     weights, means, covs = params
     c_count, k_count, m = means.shape
     precision = torch.linalg.inv(covs).reshape(-1, m, m)                      # (C*K, M, M)
@@ -257,17 +250,25 @@ def _e_step(x: torch.Tensor, log_prior: torch.Tensor, params, with_evidence: boo
     log_det = torch.logdet(covs).reshape(-1)
     log_like = -0.5 * (maha + log_det[None] + m * math.log(2 * math.pi)) + torch.log(weights).reshape(-1)[None]
     log_joint = (log_like.reshape(len(x), c_count, k_count) + log_prior[:, :, None]).reshape(len(x), -1)
-    resp = torch.softmax(log_joint, dim=1).reshape(len(x), c_count, k_count)
-    return (resp, torch.logsumexp(log_joint, dim=1)) if with_evidence else resp
+    return torch.softmax(log_joint, dim=1).reshape(len(x), c_count, k_count)
 
 
 REFINE_MODES = ("intensity", "none")
-#: The shipped setting, chosen on the dev benchmark among 8 variants (benchmarks/personalized/README.md, "Intensity
-#: refinement"): refine grey/white/CSF together, prior power .3, 2 Gaussians per class, both starts averaged.
-TISSUES = ("grey matter", "white matter", "cerebrospinal fluid")
+#: The shipped setting, chosen on the dev benchmark among 8 variants (benchmarks/personalized/README.md, "Real heads
+#: and the intensity refinement"): refine grey/white/CSF together, prior power .3, 2 Gaussians per class, both starts
+#: averaged.
 PRIOR_POWER = 0.3
 COMPONENTS = 2
 INIT = "both"
+
+
+def check_refine_mode(mode: str) -> None:
+    """UserInputError unless `mode` is one of REFINE_MODES (checked before the network runs)."""
+    from multimodalgen.errors import UserInputError
+
+    if mode not in REFINE_MODES:
+        raise UserInputError(f"unknown refinement {mode!r}", expected=" or ".join(REFINE_MODES), got=str(mode),
+                             fix="pass --refine intensity (default) or --refine none")
 
 
 def refine_tissues(probabilities: torch.Tensor, images: torch.Tensor, modalities: list[str],
@@ -280,16 +281,14 @@ def refine_tissues(probabilities: torch.Tensor, images: torch.Tensor, modalities
     Returns:
         (probabilities `(C, I, J, K)` on the input's device, a one-line description for the metadata).
     """
-    from multimodalgen.errors import UserInputError
     from multimodalgen.personalized.tissue_contrast import brightness_matrix
-    from multimodalgen.terminology import canonical_name
+    from multimodalgen.terminology import BRAIN_TISSUES, canonical_name
 
-    if mode not in REFINE_MODES:
-        raise UserInputError(f"unknown refinement {mode!r}", expected=" or ".join(REFINE_MODES), got=str(mode),
-                             fix="pass --refine intensity (default) or --refine none")
+    check_refine_mode(mode)
     if mode == "none":
         return probabilities, "none"
-    group = tuple(i for i, n in enumerate(label_names) if canonical_name(n) in TISSUES)
+    tissues = {d.name for d in BRAIN_TISSUES}
+    group = tuple(i for i, n in enumerate(label_names) if canonical_name(n) in tissues)
     if len(group) < 2:
         return probabilities, "none (the labels are not brain tissues)"
     brightness = brightness_matrix(list(modalities), [label_names[i] for i in group])
