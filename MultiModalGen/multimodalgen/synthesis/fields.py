@@ -50,16 +50,20 @@ def multiscale_noise(gen: torch.Generator, channels: int, shape: tuple[int, int,
     return out
 
 
-def gaussian_blur(volume: torch.Tensor, sigma: tuple[float, float, float]) -> torch.Tensor:
+def gaussian_blur(volume: torch.Tensor, sigma: tuple[float, float, float], truncate: float | None = None
+                  ) -> torch.Tensor:
     """Separable Gaussian blur of a `(I, J, K)` volume with per-axis sigma in voxels (0 = no blur on that axis).
 
-    Borders are replicate-padded so the mean intensity near the edge is kept.
+    Borders are replicate-padded so the mean intensity near the edge is kept. Kernel radius: ceil(3 sigma) (at least
+    1; sigma <= 0.05 is no blur) by default; with `truncate`, scipy.ndimage.gaussian_filter's int(truncate * sigma +
+    0.5) (radius 0 is no blur), so `gaussian_blur(x, s, truncate=3.0)` is `gaussian_filter(x, s, mode="nearest")`.
     """
     x = volume[None, None]
     for axis, s in enumerate(sigma):
-        if s <= 0.05:
+        s = float(s)
+        radius = int(truncate * s + 0.5) if truncate is not None else max(1, int(math.ceil(3.0 * s)))
+        if s <= (0.0 if truncate is not None else 0.05) or radius < 1:
             continue
-        radius = max(1, int(math.ceil(3.0 * s)))
         t = torch.arange(-radius, radius + 1, device=volume.device, dtype=volume.dtype)
         kernel = torch.exp(-0.5 * (t / s) ** 2)
         kernel = kernel / kernel.sum()
