@@ -14,7 +14,7 @@ def _labels(gm: int, wm: int, csf: int) -> np.ndarray:
     flat[:gm] = 1
     flat[gm:gm + wm] = 2
     flat[gm + wm:gm + wm + csf] = 3
-    return flat.reshape(40, 40, 40)
+    return np.pad(flat.reshape(40, 40, 40), 2)                          # a background margin: the brain is not cut
 
 
 def _confident(labels: np.ndarray, p: float) -> np.ndarray:
@@ -49,3 +49,16 @@ def test_rings_no_brain_and_low_confidence_are_flagged():
 def test_segmentations_without_brain_classes_are_not_judged():
     out = check_segmentation(np.ones((4, 4, 4), np.uint8), None, 1.0, {0: "background", 1: "liver"})
     assert out == {"volumes_ml": {"liver": 64.0}, "confidence": None, "warnings": []}
+
+
+def test_a_field_of_view_that_cuts_the_brain_is_flagged():
+    whole = _labels(20000, 16000, 6000)
+    assert check_segmentation(whole, None, 0.01, NAMES)["warnings"] == []
+    cut = whole[:, :, 10:]                                              # the first slabs are brain: a cut brain
+    warnings = check_segmentation(cut, None, 0.01, NAMES)["warnings"]
+    assert len(warnings) == 1 and "of the first slice along voxel axis 2" in warnings[0]
+    brain_stem = whole.copy()
+    brain_stem[20:24, 20:24, :3] = 1                                    # a little tissue on a face is normal
+    assert check_segmentation(brain_stem, None, 0.01, NAMES)["warnings"] == []
+    slab = whole[:, :, 20:22]                                           # a 2-slice slab has no faces to judge
+    assert not any("field of view" in w for w in check_segmentation(slab, None, 0.01, NAMES)["warnings"])

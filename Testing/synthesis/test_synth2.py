@@ -182,6 +182,18 @@ def test_encoder_pretraining_mixes_heads_and_refuses_a_bad_folder(tmp_path, labe
     assert out["step"] == 2
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert "synth-2" in state["engine_version"]
+    # the export records the label maps' licences and a replayable (machine-independent) label folder
+    from multimodalgen.encoder.weights import export_weights
+
+    metrics = {"trained_row": "enc", "columns": ["probe_BOLD_heldout"], "probe_cross_mean": 0.7,
+               "probe_heldout_min": 0.7, "rows": [{"method": "raw intensity", "probe_BOLD_heldout": 0.6},
+                                                  {"method": "enc", "probe_BOLD_heldout": 0.7}]}
+    info = export_weights(tmp_path / "run" / "last.pt", tmp_path / "enc", name="enc-v9", metrics=metrics)
+    assert info["training_label_maps"]["tissue_probabilities.nii.gz"]["licence"].startswith("GPL-2")
+    card = (tmp_path / "enc" / "MODEL_CARD.md").read_text()
+    assert "`tissue_probabilities.nii.gz`" in card and "GPL-2" in card and "Synthetic only" not in card
+    assert "Worst held-out contrast 0.700" in card and "NOT met" in card      # .7 < raw .6 + .15
+    assert PretrainConfig.from_json(tmp_path / "enc" / "pretrain_config.json").label_dir == "labels"
     (tmp_path / "empty").mkdir()
     bad = PretrainConfig(engine=EngineConfig(shape=(16, 16, 16)), network=net, steps=1, n_voxels=16,
                       label_dir=str(tmp_path / "empty"), p_head=0.5)

@@ -29,6 +29,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "MultiModalGen"))
 sys.path.insert(0, str(HERE))
 
+from heldout_contrasts import HELDOUT, render_heldout  # noqa: E402
 from invariance import match_rate, probe_scores, sample_voxels, standardize, tissue_labels  # noqa: E402
 
 SETS = {"avg152": ("avg152T1", "avg152T2", "avg152PD"), "oldnorm": ("oldnorm_T1", "oldnorm_T2", "oldnorm_PD")}
@@ -51,7 +52,9 @@ def load_data(data_dir: Path) -> dict:
                for t in ("grey", "white", "csf")]
     labels = tissue_labels(*tissues)
     brain = (tissues[0] + tissues[1] + tissues[2]) > 0.5
-    return {"images": images, "labels": labels, "brain": brain, "affine": affine}
+    head = images[("avg152", "T1")] > 0.15
+    heldout = {name: render_heldout(name, np.stack(tissues), head) for name in HELDOUT}
+    return {"images": images, "labels": labels, "brain": brain, "affine": affine, "heldout": heldout}
 
 
 def _unit(prob: np.ndarray) -> np.ndarray:
@@ -106,9 +109,14 @@ def evaluate(data: dict, fns: dict, n_points: int, seed: int) -> list[dict]:
             pts = sample_voxels(brain, n_points, rng, margin=2)
             rates = [match_rate(desc[a], desc[b], pts) for a in CONTRASTS for b in CONTRASTS if a != b]
             row[f"match_{set_name}"] = float(np.mean(rates))
+            if set_name == "avg152":      # held-out contrasts are rendered on this set's grid and tissue maps
+                desc.update({h: standardize(fn(data["heldout"][h]), brain) for h in HELDOUT})
             probe = probe_scores(desc["T1"], desc, labels, np.random.default_rng(seed))
             for c in CONTRASTS:
                 row[f"probe_{c}_{set_name}"] = probe[c]
+            if set_name == "avg152":
+                for h in HELDOUT:
+                    row[f"probe_{h}_heldout"] = probe[h]
         row["seconds"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -241,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     cols = [k for k in rows[0] if k not in ("method", "seconds")]
     result = {"trained_row": trained_label, "columns": cols, "rows": rows, "timings": extra,
               "probe_cross_mean": float(np.mean([rows[-1][f"probe_{c}_{s}"] for c in ("T2", "PD") for s in SETS])),
+              "probe_heldout_min": float(min(rows[-1][f"probe_{h}_heldout"] for h in HELDOUT)),
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     print(write_table(rows, extra, out))

@@ -14,6 +14,10 @@ Checks (each failing one adds a one-sentence warning naming what was seen and wh
   personalized-v2 calls 2485 mL brain tissue (1011 mL CSF) and the synth-2 model 2165 mL with WM/GM 1.8: both flagged.
 - *Low confidence*: the mean winning probability over the voxels called brain tissue is < 0.6 (the model's
   classes compete everywhere: an input unlike anything it was trained on).
+- *Cut brain*: brain tissue covers > 25 % of one face of the volume (the first or last slice along an axis): the
+  field of view cuts through the brain. The models were trained mostly on whole heads (10 % partial views), and
+  such inputs segment worse (oldnorm T1, 2026-12-03: whole .50; upper 80 % .53, 33 % of the face; upper 60 %
+  .28, 62 %). Whole templates touch their inferior face with brain stem over < 10 %.
 The thresholds are wide on purpose: they flag answers that are wrong, not unusual anatomy.
 """
 
@@ -28,6 +32,7 @@ MAX_CSF_FRACTION = 0.6
 MAX_WM_TO_GM = 1.5
 MAX_INTRACRANIAL_ML = 2100.0
 MIN_CONFIDENCE = 0.6
+MAX_BRAIN_ON_FACE = 0.25
 
 
 def check_segmentation(labels: np.ndarray, top_probability: np.ndarray | None, voxel_ml: float,
@@ -64,4 +69,24 @@ def check_segmentation(labels: np.ndarray, top_probability: np.ndarray | None, v
                 warnings.append(f"low confidence (mean {confidence:.2f} inside brain tissue, expected > "
                                 f"{MIN_CONFIDENCE}): the input is unlike the model's training data; review the "
                                 "result or fine-tune an adapter on a labelled case.")
+    cut = _brain_on_faces(np.isin(labels, brain_values))
+    if cut is not None:
+        axis, side, fraction = cut
+        warnings.append(f"brain tissue covers {fraction:.0%} of the {side} slice along voxel axis {axis}: the field of "
+                        "view cuts through the brain; the model was trained mostly on whole heads, so check the "
+                        "result near the cut (volumes there are incomplete).")
     return {"volumes_ml": volumes, "confidence": confidence, "warnings": warnings}
+
+
+def _brain_on_faces(brain: np.ndarray) -> tuple[int, str, float] | None:
+    """(axis, "first"|"last", fraction) of the volume face most covered by brain `(I, J, K)` bool, if above
+    `MAX_BRAIN_ON_FACE`; None otherwise (also for volumes thinner than 3 voxels along an axis: single slabs)."""
+    worst = None
+    for axis in range(3):
+        if brain.shape[axis] < 3:
+            continue
+        for side, index in (("first", 0), ("last", -1)):
+            fraction = float(np.take(brain, index, axis=axis).mean())
+            if fraction > MAX_BRAIN_ON_FACE and (worst is None or fraction > worst[2]):
+                worst = (axis, side, fraction)
+    return worst
