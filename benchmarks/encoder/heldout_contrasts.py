@@ -33,7 +33,7 @@ def _mix(probs: np.ndarray, head: np.ndarray, grey: float, white: float, csf: fl
     return (grey * probs[0] + white * probs[1] + csf * probs[2] + other * head * (1 - brain)).astype(np.float32)
 
 
-def _blur_mm(image: np.ndarray, fwhm_mm: float) -> np.ndarray:
+def blur_mm(image: np.ndarray, fwhm_mm: float) -> np.ndarray:
     return ndimage.gaussian_filter(image, fwhm_mm / FWHM / VOXEL_MM).astype(np.float32)
 
 
@@ -44,8 +44,10 @@ def _lowres(image: np.ndarray, factor: float) -> np.ndarray:
     return back[: image.shape[0], : image.shape[1], : image.shape[2]].astype(np.float32)
 
 
-def _epi(image: np.ndarray, rng: np.random.Generator, max_shift: float, dropout: float) -> np.ndarray:
-    """EPI distortion along axis 1 (smooth shift field, <= max_shift voxels) and drop-out near the skull base."""
+def epi_distort(image: np.ndarray, rng: np.random.Generator, max_shift: float, dropout: float) -> np.ndarray:
+    """EPI distortion along axis 1 (smooth shift field, <= max_shift voxels) and drop-out near the skull base
+    (orbitofrontal and temporal poles, by position in an MNI-like `(I, J, K)` = (R-L or L-R, P-A, I-S) volume;
+    `dropout` = the largest signal loss, 0..1). Also used by `benchmarks/personalized/real_heads.py`."""
     shape = image.shape
     field = ndimage.gaussian_filter(rng.standard_normal(shape), 6.0)
     field *= max_shift / (np.abs(field).max() + 1e-6)
@@ -59,7 +61,7 @@ def _epi(image: np.ndarray, rng: np.random.Generator, max_shift: float, dropout:
     return (warped * (1 - dropout * loss.clip(0, 1))).astype(np.float32)
 
 
-def _rician(image: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+def rician(image: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
     a = image + rng.normal(0, sigma, image.shape)
     b = rng.normal(0, sigma, image.shape)
     return np.sqrt(a * a + b * b).astype(np.float32)
@@ -71,15 +73,15 @@ def render_heldout(name: str, probs: np.ndarray, head: np.ndarray, seed: int = 0
 
     rng = np.random.default_rng([seed, HELDOUT.index(name)])
     if name == "amyloidPET":
-        image = _lowres(_blur_mm(_mix(probs, head, 0.55, 1.0, 0.08, 0.12), 7.0), 2.0)
+        image = _lowres(blur_mm(_mix(probs, head, 0.55, 1.0, 0.08, 0.12), 7.0), 2.0)
         image = np.clip(image + rng.normal(0, 1, image.shape) * 0.04 * np.sqrt(np.clip(image, 0, None)), 0, None)
         return normalize(image.astype(np.float32), "PET")
     if name == "DWI":
-        image = _blur_mm(_mix(probs, head, 1.0, 0.85, 0.12, 0.08), 2.5)
-        image = _rician(_epi(image, rng, 1.0, 0.7), rng, 0.04)
+        image = blur_mm(_mix(probs, head, 1.0, 0.85, 0.12, 0.08), 2.5)
+        image = rician(epi_distort(image, rng, 1.0, 0.7), rng, 0.04)
         return normalize(image, "MR")
     if name == "BOLD":
-        image = _lowres(_blur_mm(_mix(probs, head, 0.72, 0.6, 1.0, 0.25), 3.5), 1.75)
-        image = _rician(_epi(image, rng, 1.0, 0.8), rng, 0.03)
+        image = _lowres(blur_mm(_mix(probs, head, 0.72, 0.6, 1.0, 0.25), 3.5), 1.75)
+        image = rician(epi_distort(image, rng, 1.0, 0.8), rng, 0.03)
         return normalize(image, "MR")
     raise ValueError(f"unknown held-out contrast {name!r}; expected one of {HELDOUT}")

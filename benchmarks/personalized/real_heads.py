@@ -7,7 +7,7 @@ Cases (all from `--data`; evaluation only, never training):
 - SPM oldnorm T1/T2/PD (2 mm, smoothed) and avg152 T1/T2/PD (2 mm), every non-empty subset; truth = oldseg
   grey/white/CSF maps (argmax where the largest is >= 0.5, else background).
 - Robustness on oldnorm: a PET-like image (uptake grey 1, white .3, CSF .05, 6 mm blur, rendered from the oldseg maps)
-  added to T1; T1 rotated 15 degrees about two axes (truth rotated with it); T1 cropped to the upper 60 % of the head;
+  added to T1; an EPI-like image (oldnorm T2 at 3.5 mm, EPI distortion, drop-out, noise) added to T1 as "T2"; T1 rotated 15 degrees about two axes (truth rotated with it); T1 cropped to the upper 60 % of the head;
   a 2 x 2 x 6 mm anisotropic T1 (every third slice of a 6 mm-smoothed copy) segmented and compared on its own grid.
 - Colin27 `ch2` (1 mm, 181 x 217 x 181, one individual brain): grey-matter Dice against the union of the AAL regions
   inside `ch2bet` (the prediction is restricted to `ch2bet` too); seconds and peak memory of `segment_volumes`.
@@ -126,6 +126,17 @@ def robustness(model, spm: Path, truth, stack, seg, knows) -> dict[str, dict[str
     if "PET" in knows(model):
         lab = seg({"T1": t1, "PET": pet_vol}, model)
         out["T1+PET"] = dice_by_name(lab.array, names_of(lab), truth.array)
+    # EPI-like (a T2*-weighted functional run's mean image) given as T2: oldnorm T2 at 3.5 mm with EPI distortion
+    # (<= 1 voxel along A-P), drop-out near the skull base and Rician noise (benchmarks/encoder/heldout_contrasts.py)
+    if "T2" in knows(model):
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "encoder"))
+        from heldout_contrasts import blur_mm, epi_distort, rician
+
+        rng = np.random.default_rng(0)
+        t2 = read_volume(spm / "oldnorm_T2.nii.gz", "T2").array.astype(np.float32)
+        epi = rician(epi_distort(blur_mm(t2 / t2.max(), 3.5), rng, 1.0, 0.8), rng, 0.03)
+        lab = seg({"T1": t1, "T2": Volume(epi, t1.affine, "T2")}, model)
+        out["T1+EPI (as T2)"] = dice_by_name(lab.array, names_of(lab), truth.array)
     # rotated: the image is resampled onto a rotated grid; the truth is resampled onto the same grid
     angle = np.deg2rad(15)
     rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
