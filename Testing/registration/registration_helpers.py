@@ -73,3 +73,20 @@ def interior_points(n: int = 300, seed: int = 0) -> np.ndarray:
     pts = rng.uniform(-1, 1, (4 * n, 3)) * np.array([26.0, 30.0, 22.0])
     inside = ((pts / np.array([26.0, 30.0, 22.0])) ** 2).sum(1) < 1
     return pts[inside][:n]
+
+
+def uptake_pair():
+    """(fixed, moving, T_true): a T1-like phantom (2 mm) and a smooth 'uptake' image of the same anatomy moved by a
+    known affine T (fixed -> moving): only the blobs take up tracer (no head/scalp signal), blurred to 8 mm FWHM and
+    stored on 4 mm voxels, like a PET/SPECT image against an MR."""
+    from multimodalgen.registration.grid import gaussian_smooth
+    from multimodalgen.volume import Volume
+
+    t_true = np.eye(4)
+    t_true[:3, :3] = euler(6.0, -5.0, 8.0) @ np.diag([1.03, 0.97, 1.02])
+    t_true[:3, 3] = [4.0, -5.0, 3.0]
+    fixed = render((36, 40, 32), grid_affine((36, 40, 32), 2.0))
+    fine = render((36, 40, 32), grid_affine((36, 40, 32), 2.0), np.linalg.inv(t_true), head=0.0, blobs=1.0)
+    uptake = gaussian_smooth(fine.array, [8.0 / 2.355 / 2.0] * 3)[::2, ::2, ::2]  # 8 mm FWHM, then 4 mm voxels
+    moving = Volume(np.ascontiguousarray(uptake), grid_affine((18, 20, 16), 4.0), None)
+    return fixed, moving, t_true

@@ -23,7 +23,8 @@ VERB_DOCS: dict[str, tuple[str, str]] = {
                  "report.json, overlay.png; displacement.nii.gz on request",
                  "dev set, 4 MR cases, 2 shared CPU cores: mean Dice .842, TRE 2.06 mm, no folding; ANTs SyN .727 / "
                  "3.56 mm, ConvexAdam .834 / 2.14 mm; whole command 5.6-7.1 s per case vs ANTs SyN 12.4-13.9 s in the "
-                 "same runs (1.9-2.5x) (benchmarks/registration/results/table.md)"),
+                 "same runs (1.9-2.5x); with the MI check of the linear stage 6.2-6.5 s vs 13.6-14.3 s (2.1-2.2x) "
+                 "(benchmarks/registration/results/table.md)"),
     "apply": ("OUT: the moving image (or --labels) resampled onto the reference grid",
               "reproduces register's warped.nii.gz, identical away from the outermost voxels "
               "(Testing/verbs/test_registration_outputs.py)"),

@@ -10,9 +10,11 @@ Public API (imported lazily so that `import multimodalgen.registration` stays li
 
 Modules (one responsibility each): `contract` (coordinate contract, `RegistrationResult`), `grid` (working grids,
 image preparation), `features` (MIND-SSC, optional encoder features), `initial` (moments / centres / none),
-`linear` (rigid, affine), `convexadam` (correlation volume, coupled convex, inverse consistency, Adam, scaling and
-squaring), `similarity`, `presets` (fast / accurate), `engine` (array and Volume level), `export` (warping, ITK
-transform, displacement, Jacobian), `overlay` (overlay.png), `api` (file level), `cli` (`multimodalgen register`).
+`linear` (rigid, affine; MIND feature SSD or mutual information), `mutual_information` (Parzen MI), `mi_check`
+(MI check of the linear result, MI fallback for pairs like PET vs T1), `convexadam` (correlation volume, coupled
+convex, inverse consistency, Adam, scaling and squaring), `similarity`, `presets` (fast / accurate), `engine`
+(array and Volume level), `export` (warping, ITK transform, displacement, Jacobian), `overlay` (overlay.png), `api`
+(file level), `cli` (`multimodalgen register`).
 """
 
 from __future__ import annotations

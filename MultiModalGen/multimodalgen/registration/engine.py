@@ -177,6 +177,19 @@ def register_volumes(fixed: Volume, moving: Volume, *, mode: str = "deformable",
     linear_mode = "rigid" if mode == "rigid" else "affine"
     affine, iterations = _linear_stage(fix_img, mov_img, fix_feat, weight, fgrid, mgrid, init_mat, centre,
                                        linear_mode, mode == "deformable", cfg, feats, progress)
+    check = None
+    if cfg.mi_check:
+        from multimodalgen.registration.mi_check import check_linear, deformable_lowers_mi, mi_linear
+        from multimodalgen.registration.similarity import MutualInformationScore
+
+        mi_score = MutualInformationScore(fix_img, weight, mov_t, mgrid, fgrid)
+
+        def run_mi():
+            out, hist = mi_linear(fix_img, mov_img, weight, fgrid, mgrid, init_mat, centre, linear_mode, cfg.linear_mi)
+            return out, hist["iterations"]
+
+        affine, check = check_linear(affine, mi_score, run_mi)
+        report["mi_check"] = check
     warped_feat = feats(_warp_image(mov_t, mgrid, fgrid, affine))
     timings["linear"] = round(time.perf_counter() - t0, 3)
     sim_lin = sim4(affine)
@@ -190,8 +203,14 @@ def register_volumes(fixed: Volume, moving: Volume, *, mode: str = "deformable",
         lin = torch.as_tensor(fgrid.affine[:3, :3], dtype=disp_vox.dtype)
         timings["deformable"] = round(time.perf_counter() - t0, 3)
         sim_def = sim4(affine, disp_vox)
-        report["stages"].append({"name": "deformable", "method": "convexadam", "similarity_after": sim_def,
-                                 "seconds": timings["deformable"], **info})
+        stage = {"name": "deformable", "method": "convexadam", "similarity_after": sim_def,
+                 "seconds": timings["deformable"], **info}
+        report["stages"].append(stage)
+        if check is not None:  # a deformable result that lowers MI is not used (the PET-like case; mi_check.py)
+            stage["mi_before"], stage["mi_after"] = mi_score(affine), mi_score(affine, disp_vox)
+            if deformable_lowers_mi(stage["mi_before"], stage["mi_after"]):
+                stage["rejected"] = "it lowered the mutual information of the linear result: linear result kept"
+    if mode == "deformable" and "rejected" not in report["stages"][-1]:
         t0 = time.perf_counter()
         field_shape, field_affine, why, on_nodes = _field_grid(fixed, fgrid, factor)
         if on_nodes:  # the deformable stage's own nodes: their values, no re-interpolation
@@ -203,7 +222,7 @@ def register_volumes(fixed: Volume, moving: Volume, *, mode: str = "deformable",
         report["field_grid"] = {"shape": list(field_shape), "spacing_mm": np.round(
             np.linalg.norm(field_affine[:3, :3], axis=0), 4).tolist(), "reason": why}
         timings["field_to_output_grid"] = round(time.perf_counter() - t0, 3)
-        report["similarity_after"] = sim_def
+        report["similarity_after"] = report["stages"][-1]["similarity_after"]
     else:
         report["similarity_after"] = sim_lin
     report["similarity"] = ("mean squared difference between the fixed image's features and the features of the "

@@ -3,8 +3,10 @@
 The transform (fixed RAS -> moving RAS) is parametrised around the fixed centre `c` as
 ``T(x) = T0(c + R(w) (I + B) (x - c) + t)`` with T0 the initial alignment, `w` a rotation vector (rad),
 `B` a 3x3 matrix (scale + shear; zero and frozen in rigid mode) and `t` a translation (mm). The loss is the
-mean squared feature difference between the fixed features and the moving features sampled at T(x), over
-(at most `max_points` of) the fixed foreground points (weighted by the masks). Each level `(f, r, a)` runs `r`
+mean squared feature difference between the fixed features and the moving features sampled at T(x)
+(`LinearConfig.similarity` "mind"), or minus the mutual information of single-channel intensity images ("mi",
+see `mi_check.py` for when), over (at most `max_points` of) the fixed foreground points (weighted by the
+masks). Each level `(f, r, a)` runs `r`
 rigid then `a` affine Adam iterations on the given features box-averaged `f` times (cosine step decay).
 """
 
@@ -28,6 +30,10 @@ class LinearConfig:
     lr_rotation_rad: float = 0.02
     lr_matrix: float = 0.01
     max_points: int = 5_000
+    #: "mind": mean squared difference of the given features (MIND-SSC); "mi": minus the mutual information of the
+    #: given single-channel intensity images (Parzen histograms, `mutual_information.py`), points whose moving
+    #: position falls outside the moving grid left out.
+    similarity: str = "mind"
 
 
 def rotation_matrix(w):
@@ -77,13 +83,32 @@ def feature_loss(fix_vals, mov_feat, mov_index, weights):
     return (per_point * weights).sum() / weights.sum().clamp_min(1e-6)
 
 
+def mi_loss(fix_vals, mov_img, mov_index, weights):
+    """Minus the mutual information of fixed values `(1, N)` and the moving image `(1, 1, i, j, k)` sampled at
+    `(N, 3)` indices; points outside the moving grid (half a voxel beyond its centres) get no weight."""
+    from multimodalgen.registration.mutual_information import mutual_information
+
+    size = _grid_size(mov_img, mov_index)
+    inside = ((mov_index > -0.5) & (mov_index < size - 0.5)).all(dim=1)
+    w = weights * inside.to(weights.dtype)
+    return -mutual_information(fix_vals[0], sample(mov_img, mov_index)[0], w)
+
+
+def _grid_size(volume, like):
+    """The spatial shape of a `(1, C, I, J, K)` tensor as a float tensor `(3,)` on `like`'s device."""
+    import torch
+
+    return torch.as_tensor([float(n) for n in volume.shape[2:]], dtype=like.dtype, device=like.device)
+
+
 def optimise_linear(fix_feat, fix_affine: np.ndarray, mov_feat, mov_affine: np.ndarray, init: np.ndarray,
                     centre: np.ndarray, mode: str = "affine", fix_weight=None, config: LinearConfig | None = None,
                     progress=None) -> tuple[np.ndarray, dict]:
     """Optimise a rigid or affine fixed -> moving transform.
 
     Args:
-        fix_feat, mov_feat: `(1, C, I, J, K)` features on the fixed / moving working grids.
+        fix_feat, mov_feat: `(1, C, I, J, K)` features on the fixed / moving working grids (similarity "mi":
+            `(1, 1, I, J, K)` intensity images in [0, 1]).
         fix_affine, mov_affine: their voxel -> RAS affines.
         init: 4x4 initial transform; centre: rotation centre (RAS mm).
         mode: "rigid" or "affine".
@@ -95,6 +120,8 @@ def optimise_linear(fix_feat, fix_affine: np.ndarray, mov_feat, mov_affine: np.n
     import torch
 
     cfg = config or LinearConfig()
+    if cfg.similarity not in ("mind", "mi"):
+        raise ValueError(f"LinearConfig.similarity must be 'mind' or 'mi', got {cfg.similarity!r}")
     dtype = torch.float64
     w = torch.zeros(3, dtype=dtype, requires_grad=True)
     b = torch.zeros(3, 3, dtype=dtype, requires_grad=True)
@@ -122,6 +149,8 @@ def optimise_linear(fix_feat, fix_affine: np.ndarray, mov_feat, mov_affine: np.n
         def loss_fn():
             mat = inv_mov[0] @ compose(init, centre, w, b, t)
             idx = apply_matrix(mat, pts_world).float()
+            if cfg.similarity == "mi":
+                return mi_loss(fix_vals, m, idx, weights)
             return feature_loss(fix_vals, m, idx, weights)
 
         if "loss_before" not in history:

@@ -42,3 +42,46 @@ class Similarity4mm:
     def __call__(self, affine: np.ndarray, disp_vox=None) -> float:
         warped = self.warp(self.mov_t, self.mgrid, self.fgrid, affine, disp_vox)
         return weighted_ssd(self.fix, self.feats(self.pool(warped)), self.weight)
+
+
+class MutualInformationScore:
+    """Callable `(affine, disp_vox=None) -> float`: mutual information (nats, higher is better) between the fixed
+    working image and the moving working image sampled through the transform ``T(x) = affine(x + W d(x))``, at
+    (at most `max_points`, evenly spread) fixed foreground voxels (weight > 0.05) of the working grid; points that
+    land outside the moving grid are left out.
+
+    Args:
+        fix_img: fixed working image `(I, J, K)` numpy in [0, 1]; weight: `(1, 1, I, J, K)` tensor;
+        mov_t: moving working image `(1, 1, i, j, k)` tensor; mgrid, fgrid: the working grids (`grid.WorkingGrid`).
+    """
+
+    def __init__(self, fix_img, weight, mov_t, mgrid, fgrid, max_points: int = 20_000):
+        import torch
+
+        sel = torch.nonzero(weight[0, 0] > 0.05)
+        if sel.shape[0] > max_points:
+            sel = sel[torch.linspace(0, sel.shape[0] - 1, max_points).long()]
+        fix_t = torch.from_numpy(np.ascontiguousarray(fix_img)).to(mov_t.device)
+        self.sel = sel
+        self.fix_vals = fix_t[sel[:, 0], sel[:, 1], sel[:, 2]].float()
+        self.points = sel.to(torch.float64)
+        self.size = torch.as_tensor([float(n) for n in mov_t.shape[2:]], dtype=torch.float64, device=sel.device)
+        self.mov_t, self.mgrid, self.fgrid = mov_t, mgrid, fgrid
+
+    def __call__(self, affine: np.ndarray, disp_vox=None) -> float:
+        import torch
+
+        from multimodalgen.registration.mutual_information import mutual_information
+        from multimodalgen.registration.sampling import apply_matrix, sample
+
+        with torch.no_grad():
+            pts = self.points
+            if disp_vox is not None:
+                s = self.sel
+                pts = pts + disp_vox[0][:, s[:, 0], s[:, 1], s[:, 2]].T.to(pts.dtype)
+            idx = apply_matrix(np.linalg.inv(self.mgrid.affine) @ affine @ self.fgrid.affine, pts)
+            inside = ((idx > -0.5) & (idx < self.size - 0.5)).all(dim=1)
+            if not bool(inside.any()):
+                return 0.0
+            vals = sample(self.mov_t, idx.float())[0]
+            return round(float(mutual_information(self.fix_vals, vals, inside.float())), 6)
