@@ -198,7 +198,11 @@ class MultiModalGenWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onTaskFinished(self, result, error) -> None:
         self.ui.progressBar.setValue(100 if error is None else 0)
-        if error is None:
+        warnings = self.logic.runner.lastWarnings if self.logic is not None else []
+        if error is None and warnings:
+            self.ui.statusLabel.text = _("Done, with a warning (also in the log).")
+            slicer.util.warningDisplay("\n\n".join(warnings), windowTitle=_("MultiModalGen"))
+        elif error is None:
             self.ui.statusLabel.text = _("Done.")
         elif error.get("kind") != "cancelled":
             slicer.util.errorDisplay(error["message"], windowTitle=_("MultiModalGen"))

@@ -4,6 +4,9 @@ task, delivers its events, imports its results on the main thread, cancels it, c
 Usable without the GUI: ``wait=True`` blocks (pumping Slicer events when a `tick` is given) and raises on
 failure; ``wait=False`` returns the Job at once and the owner calls `poll()` periodically (the Widget's QTimer),
 which calls `onFinished(result, error)` when the task ends. `error` is None or ``{"kind", "message"}``.
+A task that succeeded with plausibility warnings (e.g. `segment`'s "implausible tissue proportions", `register`'s
+"deformable stage not used") leaves them in `lastWarnings`, logged (Python logging and `logCallback`) before
+`onFinished` runs, so the panel can show them: never a silent questionable answer.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class TaskRunner:
         self.eventCallback: Callable[[Any, dict], None] | None = None
         self.logCallback: Callable[[str], None] | None = None
         self.keepTemporaryFiles = False
+        self.lastWarnings: list[str] = []   # warnings of the last task that succeeded (see the module docstring)
 
     # -- settings and backend ------------------------------------------------------------------------------------
     @property
@@ -87,6 +91,7 @@ class TaskRunner:
         if self.isBusy():
             raise UserInputError("another MultiModalGen task is running", fix="wait for it or click Cancel")
         params = dict(params)
+        self.lastWarnings = []
         if folder is not None and self.settings.backend == "local":
             params["output_dir"] = str(pathlib.Path(folder) / "out")
         params.setdefault("device", self.settings.device)
@@ -133,6 +138,11 @@ class TaskRunner:
             return None
         job, result, error = pending.job, None, None
         if job.state == "done":
+            self.lastWarnings = [str(w) for w in (job.outputs or {}).get("warnings") or []]
+            for warning in self.lastWarnings:
+                logging.warning("MultiModalGen %s: %s", job.task, warning)
+                if self.logCallback is not None:
+                    self.logCallback(f"warning: {warning}")
             try:
                 result = pending.importResult(job.outputs or {})
             except Exception as exc:  # noqa: BLE001 - an import failure is shown, the worker stays usable

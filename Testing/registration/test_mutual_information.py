@@ -114,6 +114,9 @@ def test_deformable_result_that_lowers_mi_is_dropped():
     assert stage["name"] == "deformable" and stage["mi_after"] < stage["mi_before"], stage
     assert "rejected" in stage and result.displacement is None
     assert _errors(result, t_true).mean() < 2.5
+    warnings = result.report["warnings"]          # printed as `warning:` lines by the CLI: never a silent change
+    assert any("mutual information instead of MIND" in w for w in warnings)
+    assert any("linear (affine) transform only" in w for w in warnings)
 
 
 def test_mind_kept_on_an_mr_pair(affine_pair):
@@ -124,3 +127,4 @@ def test_mind_kept_on_an_mr_pair(affine_pair):
     check = result.report["mi_check"]
     assert not check["mind_inconsistent"] and check["ratio"] >= 0.85, check
     assert result.displacement is not None and "rejected" not in result.report["stages"][-1]
+    assert "warnings" not in result.report

@@ -128,3 +128,41 @@ def test_remote_errors_are_clear(server):
 
     with pytest.raises(BackendError, match="cannot reach the MultiModalGen server"):
         RemoteBackend(f"http://127.0.0.1:{free_port()}", "t").checkVersion()
+
+
+class _DoneBackend:
+    """A backend whose every job ends at once with `outputs` (what a worker replies: metrics + file refs)."""
+
+    def __init__(self, outputs):
+        self.outputs = outputs
+
+    def submit(self, task, params, onEvent=None):
+        from multimodalgen.worker.process import Job
+
+        job = Job(id="1", task=task, params=params)
+        job.apply({"type": "result", "id": "1", "outputs": dict(self.outputs)})
+        return job
+
+    def wait(self, job, timeout=None, tick=None):
+        return job
+
+    def poll(self):
+        return []
+
+    def close(self):
+        pass
+
+
+def test_runner_surfaces_the_warnings_of_a_successful_task():
+    reply = {"segmentation": "x.nii.gz", "warnings": ["implausible tissue proportions (...)"]}
+    runner = TaskRunner(settingsStore=DictStore(), backendFactory=lambda settings: _DoneBackend(reply))
+    logged = []
+    runner.logCallback = logged.append
+    finished = []
+    assert runner.run("segment", {}, onFinished=lambda r, e: finished.append(list(runner.lastWarnings))) == reply
+    assert runner.lastWarnings == ["implausible tissue proportions (...)"]
+    assert finished == [runner.lastWarnings]                            # known before onFinished runs
+    assert logged == ["warning: implausible tissue proportions (...)"]
+    runner._backend = _DoneBackend({"segmentation": "y.nii.gz"})        # the next task without warnings clears them
+    runner.run("segment", {})
+    assert runner.lastWarnings == []

@@ -190,6 +190,11 @@ def register_volumes(fixed: Volume, moving: Volume, *, mode: str = "deformable",
 
         affine, check = check_linear(affine, mi_score, run_mi)
         report["mi_check"] = check
+        if check["mind_inconsistent"]:
+            report.setdefault("warnings", []).append(
+                "the two images do not show the same edges (e.g. a smooth functional image against an anatomical "
+                f"one): the linear stage used mutual information instead of MIND features ({check['decision']}); "
+                "check the alignment in overlay.png")
     warped_feat = feats(_warp_image(mov_t, mgrid, fgrid, affine))
     timings["linear"] = round(time.perf_counter() - t0, 3)
     sim_lin = sim4(affine)
@@ -210,6 +215,9 @@ def register_volumes(fixed: Volume, moving: Volume, *, mode: str = "deformable",
             stage["mi_before"], stage["mi_after"] = mi_score(affine), mi_score(affine, disp_vox)
             if deformable_lowers_mi(stage["mi_before"], stage["mi_after"]):
                 stage["rejected"] = "it lowered the mutual information of the linear result: linear result kept"
+                report.setdefault("warnings", []).append(
+                    "the deformable stage lowered the mutual information of the images and was not used: the result "
+                    "is the linear (affine) transform only")
     if mode == "deformable" and "rejected" not in report["stages"][-1]:
         t0 = time.perf_counter()
         field_shape, field_affine, why, on_nodes = _field_grid(fixed, fgrid, factor)
