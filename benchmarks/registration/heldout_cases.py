@@ -10,7 +10,7 @@ from the SPM `oldseg_*` maps), with a stand-in moving image M0 rendered here fro
 `/tmp/mmg_heldout/data`). Two cases add a known map G acting in the moving image's space after psi is drawn
 (``moving(x) = M0(psi(G(x)))``); the case's `psi_disp.nii.gz` then holds psi o G, so the harness's TRE
 |psi(G(T(p))) - p| stays exact (up to the trilinear interpolation of psi on its 2 mm grid), and the affine floor is
-recomputed for it.
+recomputed for it. Cases are appended (seed 2000 + position), so adding one leaves the others unchanged.
 
 | case | fixed | M0 (stand-in) | moving grid | G |
 |---|---|---|---|---|
@@ -18,6 +18,16 @@ recomputed for it.
 | heldout_EPIlike_to_T1 | oldnorm_T1 | EPI-like: oldnorm_T2 with signal drop-out (orbitofrontal, temporal poles), 3 % noise | 3 mm | shift along A-P (phase encoding) up to ~5 mm |
 | heldout_aniso_PD_to_T1 | avg152T1 | avg152PD averaged over 5 mm slices | 1 x 1 x 5 mm | - |
 | heldout_flipped_T2_to_T1 | avg152T1 | avg152T2 | fixed grid, voxels stored left-right flipped | rotation 20 deg (axial) + 10 deg (sagittal) |
+| heldout_CTlike_to_T1 | avg152T1 | CT-like head in HU (`render_ct`): brain from oldseg (grey 40, white 28, CSF 10), skull (700-1500), soft tissue (40) and air (-1000) from SPM's TPM, 3 mm FWHM slice profile, 6 HU noise | 1 x 1 x 3 mm, outside -1000 HU | - |
+| heldout_T1_to_CTlike | the same CT-like scan on 1 x 1 x 3 mm slices (`ctlike_fixed`) | avg152T1 (MR -> CT, the anatomix direction) | 2 mm | - |
+
+The CT-like image makes a CT <-> MR stand-in in both directions with an exact TRE (the real CT -> MR pair of
+`ct_mr_example.py` has none): its brain is the anatomy of the T1 templates (oldseg), so the only anatomy that
+differs from the fixed T1 is the skull and scalp, taken from TPM (a different population average: its head outline
+does not match avg152T1's exactly: head-mask Dice 0.94-0.96 between TPM's non-air and avg152T1 above 10-20 % of its
+99th percentile), which a registration of the whole head can trade against the brain). The affine floor (the best
+affine's TRE for the case's psi, like every case) is 2.67 mm CT -> T1, 2.84 mm T1 -> CT; the CT-like moving image is
+resampled again with -1000 HU outside M0's field of view (`FILLS`; the harness fills 0, which would be soft tissue).
 
 The case folders go to the harness's cache (`<tmp>/regbench_cache/heldout/<case>`, seeds 2000 + i, the harness's
 case version), where `run.py --set heldout` finds and reuses them; `case.json` records `standin` (what was rendered
@@ -50,10 +60,19 @@ CASES = [
          seg="@shared/spm_templates", moving_grid=dict(spacing=(1.0, 1.0, 5.0), crop_mm=(4, 4, 4))),
     dict(name="heldout_flipped_T2_to_T1", fixed="@shared/spm_templates/avg152T1.nii.gz",
          moving="@shared/spm_templates/avg152T2.nii.gz", seg="@shared/spm_templates"),
+    dict(name="heldout_CTlike_to_T1", fixed="@shared/spm_templates/avg152T1.nii.gz", moving="ctlike.nii.gz",
+         seg="@shared/spm_templates", moving_grid=dict(spacing=(1.0, 1.0, 3.0), crop_mm=(4, 4, 4))),
+    dict(name="heldout_T1_to_CTlike", fixed="ctlike_fixed.nii.gz", moving="@shared/spm_templates/avg152T1.nii.gz",
+         seg="@shared/spm_templates", moving_grid=dict(spacing=(2.0, 2.0, 2.0))),
 ]
 #: G per case (applied in the moving image's space after psi): kind and parameters, recorded in case.json.
 MAPS = {"heldout_EPIlike_to_T1": dict(kind="epi_shift", axis=1, max_mm=5.0, sigma_mm=22.0, seed=7),
         "heldout_flipped_T2_to_T1": dict(kind="rotation", degrees=(10.0, 0.0, 20.0), flip_storage_axis=0)}
+#: value outside M0's field of view in the moving image (the harness fills 0; a CT's outside is air, -1000 HU).
+FILLS = {"heldout_CTlike_to_T1": -1000.0}
+#: CT-like rendering: Hounsfield units per tissue, slice profile (FWHM, mm, along z) and noise (HU, std).
+CT_HU = dict(grey=40.0, white=28.0, csf=10.0, soft=40.0, air=-1000.0, bone_min=700.0, bone_max=1500.0)
+CT_SLICE_MM, CT_NOISE_HU = 3.0, 6.0
 
 
 def _harness():
@@ -107,9 +126,57 @@ def render(data_root: Path) -> dict[str, str]:
     pd = sitk.ReadImage(str(spm / "avg152PD.nii.gz"), sitk.sitkFloat32)
     sig_z = 5.0 / 2.355 / pd.GetSpacing()[2]
     save(gaussian_filter(sitk.GetArrayFromImage(pd), (sig_z, 0, 0)), pd, "aniso_pd.nii.gz")
+    save(render_ct(spm, np.random.default_rng(21)), _tpm_class(spm, 0), "ctlike.nii.gz")
+    # the same CT-like scan as a fixed image: on 1 x 1 x 3 mm axial slices over avg152T1's box (4 mm in), air outside
+    cases, _, _ = _harness()
+    t1 = sitk.ReadImage(str(spm / "avg152T1.nii.gz"), sitk.sitkFloat32)
+    ct_grid = cases.moving_grid(dict(moving_grid=dict(spacing=(1.0, 1.0, 3.0), crop_mm=(4, 4, 4))), t1, t1)
+    ct = sitk.ReadImage(str(data_root / "ctlike.nii.gz"), sitk.sitkFloat32)
+    ct_fixed = sitk.Resample(ct, ct_grid, sitk.Transform(), sitk.sitkLinear, CT_HU["air"])
+    sitk.WriteImage(ct_fixed, str(data_root / "ctlike_fixed.nii.gz"))
     return {"petlike": "oldseg grey 1.0 / white 0.3 / csf 0.05 + 0.02, 8 mm FWHM, 5 % multiplicative noise",
             "epilike": "oldnorm_T2 x drop-out (85 % at orbitofrontal and both temporal poles), 3 % noise",
-            "aniso_pd": "avg152PD, Gaussian slice profile 5 mm FWHM along z"}
+            "aniso_pd": "avg152PD, Gaussian slice profile 5 mm FWHM along z",
+            "ctlike_fixed": "ctlike resampled onto 1 x 1 x 3 mm over avg152T1's box (4 mm in), -1000 HU outside",
+            "ctlike": f"HU {CT_HU}: brain from oldseg, bone / soft tissue / air from TPM (rest of TPM's brain as "
+                      f"CSF), bone {CT_HU['bone_min']:g} + {CT_HU['bone_max'] - CT_HU['bone_min']:g} x p(bone), "
+                      f"on TPM's 1.5 mm grid, slice profile {CT_SLICE_MM:g} mm FWHM along z, {CT_NOISE_HU:g} HU noise"}
+
+
+def _tpm_class(spm: Path, k: int):
+    """Class `k` (0 GM, 1 WM, 2 CSF, 3 bone, 4 soft tissue, 5 air) of SPM's TPM as a 3D SimpleITK image (1.5 mm)."""
+    import SimpleITK as sitk
+
+    tpm = sitk.ReadImage(str(spm / "TPM.nii.gz"), sitk.sitkFloat32)
+    size = list(tpm.GetSize())
+    return sitk.Extract(tpm, size[:3] + [0], [0, 0, 0, k])
+
+
+def render_ct(spm: Path, rng: np.random.Generator) -> np.ndarray:
+    """CT-like head in HU, `(z, y, x)` float on TPM's 1.5 mm grid (MNI, world-aligned with the T1 templates).
+
+    The brain is oldseg grey / white / CSF (the anatomy of the T1 templates, so Dice and the deformation are
+    consistent with the fixed image); the remainder 1 - p(brain) is TPM's bone (700-1500 HU, denser where the map is
+    certain), soft tissue and air, and TPM's own brain share of that remainder (where TPM's brain is larger than
+    oldseg's) is CSF. Then a Gaussian slice profile along z and white noise in HU.
+    """
+    import SimpleITK as sitk
+    from scipy.ndimage import gaussian_filter
+
+    ref = _tpm_class(spm, 0)
+    q = {k: sitk.GetArrayFromImage(_tpm_class(spm, i)) for i, k in ((3, "bone"), (4, "soft"), (5, "air"))}
+    read = lambda t: sitk.ReadImage(str(spm / f"oldseg_{t}.nii.gz"), sitk.sitkFloat32)  # noqa: E731
+    p = {t: sitk.GetArrayFromImage(sitk.Resample(read(t), ref, sitk.Transform(), sitk.sitkLinear, 0.0))
+         for t in ("grey", "white", "csf")}
+    brain = np.clip(p["grey"] + p["white"] + p["csf"], 0, 1)
+    scale = np.where(brain > 1e-6, brain / np.maximum(p["grey"] + p["white"] + p["csf"], 1e-6), 0)
+    hu = scale * sum(CT_HU[t] * p[t] for t in ("grey", "white", "csf"))
+    q_brain = np.clip(1 - q["bone"] - q["soft"] - q["air"], 0, 1)
+    bone_hu = CT_HU["bone_min"] + (CT_HU["bone_max"] - CT_HU["bone_min"]) * q["bone"]
+    hu = hu + (1 - brain) * (q["bone"] * bone_hu + q["soft"] * CT_HU["soft"] + q["air"] * CT_HU["air"]
+                             + q_brain * CT_HU["csf"])
+    hu = gaussian_filter(hu, (CT_SLICE_MM / 2.355 / ref.GetSpacing()[2], 0, 0))
+    return hu + CT_NOISE_HU * rng.standard_normal(hu.shape)
 
 
 def _map_points(spec: dict, points: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -164,18 +231,33 @@ def _apply_map(case_dir: Path, spec: dict, m0_path: Path) -> dict:
     return info
 
 
+def _refill(case_dir: Path, m0_path: Path, fill: float) -> None:
+    """Resample the case's moving image again from M0 through its psi_disp, with `fill` outside M0's field of view
+    (the harness's own resampling, same grid and interpolation, fills 0)."""
+    import SimpleITK as sitk
+
+    _, common, _ = _harness()
+    field = sitk.ReadImage(str(case_dir / "psi_disp.nii.gz"), sitk.sitkVectorFloat64)
+    tx = sitk.DisplacementFieldTransform(field)
+    ref = common.read(case_dir / "moving.nii.gz")
+    moving = common.resample(common.read(m0_path), ref, tx, default=fill)
+    sitk.WriteImage(sitk.Cast(moving, sitk.sitkFloat32), str(case_dir / "moving.nii.gz"))
+
+
 def build(data_root: Path = DEFAULT_DATA, cache: Path = DEFAULT_CACHE, force: bool = False) -> Path:
     """Render, build every case into the harness cache; returns the cases JSON (`data_root.parent/cases.json`)."""
     cases, _, _ = _harness()
     data_root = Path(data_root)
-    rendered = render(data_root) if force or not all((data_root / c["moving"]).exists() for c in CASES
-                                                      if not c["moving"].startswith("@")) else None
+    ours = [data_root / c[k] for c in CASES for k in ("fixed", "moving") if not c[k].startswith("@")]
+    rendered = render(data_root) if force or not all(f.exists() for f in ours) else None
     cases_json = data_root.parent / "cases.json"
     cases_json.write_text(json.dumps(CASES, indent=1))
     specs = cases.load_case_file(cases_json, str(data_root), str(SHARED))
     for i, spec in enumerate(specs):
         case_dir = Path(cache) / "heldout" / spec["name"]
         record = {"version": STANDIN_VERSION, "map": MAPS.get(spec["name"]), "moving": str(spec["moving"])}
+        if spec["name"] in FILLS:
+            record["fill"] = FILLS[spec["name"]]
         old = json.loads((case_dir / "case.json").read_text()) if (case_dir / "case.json").exists() else {}
         if not force and old.get("standin") == json.loads(json.dumps(record)) and old.get("version") == \
                 cases.CASE_VERSION and old.get("seed") == 2000 + i:
@@ -185,6 +267,8 @@ def build(data_root: Path = DEFAULT_DATA, cache: Path = DEFAULT_CACHE, force: bo
         info = json.loads((case_dir / "case.json").read_text())
         if spec["name"] in MAPS:
             info = _apply_map(case_dir, MAPS[spec["name"]], Path(spec["moving"]))
+        if spec["name"] in FILLS:
+            _refill(case_dir, Path(spec["moving"]), FILLS[spec["name"]])
         info["standin"] = record
         if rendered:
             info["rendering"] = rendered

@@ -5,7 +5,7 @@
     python benchmarks/registration/run_benchmark.py --set heldout --methods identity,ants,convexadam  # stand-ins
 
 `--set heldout` first renders and builds the stand-in cases of `heldout_cases.py` (PET-like, EPI-like, anisotropic,
-flipped + rotated; data under /tmp, never committed) and gives them to the harness as `--cases-file`.
+flipped + rotated, CT-like; data under /tmp, never committed) and gives them to the harness as `--cases-file`.
 The harness (`../shared/bench/registration/run.py`, read-only) builds the synthetic dev cases, runs the baselines
 in-process, runs our command once per case through the shell (wall time includes start-up and writing
 outputs) and scores everything the same way (Dice from our warped labels and, independently, from our
