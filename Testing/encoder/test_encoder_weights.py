@@ -107,7 +107,7 @@ def test_staged_export_records_every_stage_and_replayable_configs(tmp_path):
         export_weights(first, tmp_path / "bad", stages=[{"checkpoint": str(second)}, {"checkpoint": str(first)}])
 
 
-@pytest.mark.parametrize("name", ["encoder-v1", "encoder-v2"])
+@pytest.mark.parametrize("name", ["encoder-v1", "encoder-v2", "encoder-v3"])
 def test_every_shipped_encoder_matches_its_sha256(name):
     folder = encoder_dir(name)
     config = json.loads((folder / "config.json").read_text())

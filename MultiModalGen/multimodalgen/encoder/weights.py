@@ -262,9 +262,17 @@ probe to contrasts the engine never renders (amyloid-PET-, DWI- and BOLD-EPI-lik
 {_status(metrics)}
 ## Intended use and limits
 Feature extractor for cross-contrast voxel correspondence (`multimodalgen features`). {info.get('engine_use') or _DEFAULT_USE}
-Trained for {info['step']:,} steps in all ({info['device_trained']}): far fewer than the paper's encoder
+Trained for {info['step']:,} steps{_continued(info, train_cfg)} ({info['device_trained']}): far fewer than the paper's encoder
 (600K GPU steps at 128^3). Inputs should be normalised with `multimodalgen.intensity.normalize`.
 """
+
+
+def _continued(info: dict[str, Any], train_cfg: dict[str, Any]) -> str:
+    """' in all', or, for a single-stage export that continued a shipped encoder, where the earlier steps are."""
+    start = train_cfg.get("init_from") or ""
+    if info.get("training_stages") or not start or start.endswith(".pt"):
+        return " in all"
+    return f" in this stage, continuing `{start}` (its model card lists the steps before these)"
 
 
 def _training_section(info: dict[str, Any], train_cfg: dict[str, Any], command: str | None) -> str:
