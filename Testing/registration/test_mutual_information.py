@@ -117,6 +117,9 @@ def test_deformable_result_that_lowers_mi_is_dropped():
     warnings = result.report["warnings"]          # printed as `warning:` lines by the CLI: never a silent change
     assert any("mutual information instead of MIND" in w for w in warnings)
     assert any("linear (affine) transform only" in w for w in warnings)
+    from multimodalgen.verbs.messages import registration_mode
+
+    assert registration_mode(result.report) == "affine (deformable stage not used)"      # summary line, overlay title
 
 
 def test_mind_kept_on_an_mr_pair(affine_pair):

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "encoder"))   # heldout_contrasts (EPI-like renderer)
+
 CLASSES = ("grey matter", "white matter", "cerebrospinal fluid")
 NETWORK_ONLY = " (refine none)"
 MODALITIES = ("T1", "T2", "PD")
@@ -129,7 +131,6 @@ def robustness(model, spm: Path, truth, stack, seg, knows) -> dict[str, dict[str
     # EPI-like (a T2*-weighted functional run's mean image) given as T2: oldnorm T2 at 3.5 mm with EPI distortion
     # (<= 1 voxel along A-P), drop-out near the skull base and Rician noise (benchmarks/encoder/heldout_contrasts.py)
     if "T2" in knows(model):
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "encoder"))
         from heldout_contrasts import blur_mm, epi_distort, rician
 
         rng = np.random.default_rng(0)
@@ -280,15 +281,17 @@ def main() -> int:
         per_class = {c: np.mean([results[prefix][best][s][c] for s in subsets]) for c in CLASSES}
         print(f"  {best} per class (mean over subsets): " + ", ".join(f"{c} {v:.3f}" for c, v in per_class.items()),
               flush=True)
+    # robustness and Colin27: the base models and their network-only rows (no adapter, no test-time steps)
+    whole_models = [m for m in methods if (m in loaded and "+MoR" not in m) or m.endswith(NETWORK_ONLY)]
     if not a.skip_robustness:
         print("\nRobustness on oldnorm (mean Dice grey/white/CSF)")
-        for method in [m for m in methods if "+MoR" not in m and "+TTP" not in m and m in loaded or NETWORK_ONLY in m]:
+        for method in whole_models:
             results["robustness"][method] = robustness(method, spm, truth, stack, seg,
                                                        lambda m: loaded[m.replace(NETWORK_ONLY, "")].config.modalities)
             print(f"{method:<24}" + "  ".join(f"{k}: {mean3(v):.3f}" for k, v in results["robustness"][method].items()))
     if not a.skip_colin:
         print("\nColin27 ch2 (1 mm, 181x217x181): grey matter vs union of AAL regions inside ch2bet")
-        for method in [m for m in methods if "+MoR" not in m and "+TTP" not in m and m in loaded or NETWORK_ONLY in m]:
+        for method in whole_models:
             results["colin27"][method] = colin(method, data, seg)
             r = results["colin27"][method]
             print(f"{method:<24} GM Dice {r['gm_dice_vs_aal']:.3f}  {r['seconds']} s  peak RSS {r['peak_rss_gb']} GB"

@@ -163,10 +163,11 @@ def register_files(fixed, moving, out, *, ctx: RunContext | None = None, moving_
         if "overlay" in wanted:
             from multimodalgen.registration.overlay import save_before_after_png
             from multimodalgen.resample import resample_like
+            from multimodalgen.verbs.messages import registration_mode
 
             before = resample_like(vols["moving"], vols["fixed"])  # a figure: rendering counts as export, not I/O
             save_before_after_png(tmp / OUTPUT_FILES["overlay"], vols["fixed"], before, warped,
-                                  f"{Path(str(moving)).name} -> {Path(str(fixed)).name} ({mode}, {preset})",
+                                  f"{Path(str(moving)).name} -> {Path(str(fixed)).name} ({registration_mode(report)}, {preset})",
                                   overlay_caption(report, Path(str(fixed)).name, Path(str(moving)).name))
         names = sorted([p.name for p in tmp.iterdir()] + (["report.json"] if "report" in wanted else []))
         report["outputs"] = names

@@ -212,9 +212,12 @@ def register_volumes(fixed: Volume, moving: Volume, *, mode: str = "deformable",
                  "seconds": timings["deformable"], **info}
         report["stages"].append(stage)
         if check is not None:  # a deformable result that lowers MI is not used (the PET-like case; mi_check.py)
-            stage["mi_before"], stage["mi_after"] = mi_score(affine), mi_score(affine, disp_vox)
+            # the linear result's MI is the check's score of the affine it chose
+            stage["mi_before"] = check["mi_stage"] if check["mind_inconsistent"] else check["mi_mind"]
+            stage["mi_after"] = mi_score(affine, disp_vox)
             if deformable_lowers_mi(stage["mi_before"], stage["mi_after"]):
                 stage["rejected"] = "it lowered the mutual information of the linear result: linear result kept"
+                report["mode_delivered"] = linear_mode
                 report.setdefault("warnings", []).append(
                     "the deformable stage lowered the mutual information of the images and was not used: the result "
                     "is the linear (affine) transform only")

@@ -85,20 +85,10 @@ def feature_loss(fix_vals, mov_feat, mov_index, weights):
 
 def mi_loss(fix_vals, mov_img, mov_index, weights):
     """Minus the mutual information of fixed values `(1, N)` and the moving image `(1, 1, i, j, k)` sampled at
-    `(N, 3)` indices; points outside the moving grid (half a voxel beyond its centres) get no weight."""
-    from multimodalgen.registration.mutual_information import mutual_information
+    `(N, 3)` indices; points outside the moving grid get no weight (`sampled_mutual_information`)."""
+    from multimodalgen.registration.mutual_information import sampled_mutual_information
 
-    size = _grid_size(mov_img, mov_index)
-    inside = ((mov_index > -0.5) & (mov_index < size - 0.5)).all(dim=1)
-    w = weights * inside.to(weights.dtype)
-    return -mutual_information(fix_vals[0], sample(mov_img, mov_index)[0], w)
-
-
-def _grid_size(volume, like):
-    """The spatial shape of a `(1, C, I, J, K)` tensor as a float tensor `(3,)` on `like`'s device."""
-    import torch
-
-    return torch.as_tensor([float(n) for n in volume.shape[2:]], dtype=like.dtype, device=like.device)
+    return -sampled_mutual_information(fix_vals[0], mov_img, mov_index, weights)
 
 
 def optimise_linear(fix_feat, fix_affine: np.ndarray, mov_feat, mov_affine: np.ndarray, init: np.ndarray,

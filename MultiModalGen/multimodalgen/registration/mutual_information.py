@@ -49,3 +49,17 @@ def mutual_information(fix_vals, mov_vals, weights=None, bins: int = MI_BINS,
     if normalised:
         return (h_f + h_m) / h_joint.clamp_min(eps)
     return h_f + h_m - h_joint
+
+
+def sampled_mutual_information(fix_vals, mov_img, mov_index, weights=None):
+    """MI of fixed values `(N,)` and the moving image `(1, 1, i, j, k)` sampled (trilinear) at `(N, 3)` float voxel
+    indices, optionally weighted `(N,)`; points outside the moving grid (more than half a voxel beyond its outer
+    centres) get no weight. Differentiable in the indices (the linear stage's loss) and usable as a score."""
+    import torch
+
+    from multimodalgen.registration.sampling import sample
+
+    size = torch.as_tensor([float(n) for n in mov_img.shape[2:]], dtype=mov_index.dtype, device=mov_index.device)
+    inside = ((mov_index > -0.5) & (mov_index < size - 0.5)).all(dim=1).to(fix_vals.dtype)
+    w = inside if weights is None else weights * inside
+    return mutual_information(fix_vals, sample(mov_img, mov_index)[0], w)

@@ -65,23 +65,18 @@ class MutualInformationScore:
         self.sel = sel
         self.fix_vals = fix_t[sel[:, 0], sel[:, 1], sel[:, 2]].float()
         self.points = sel.to(torch.float64)
-        self.size = torch.as_tensor([float(n) for n in mov_t.shape[2:]], dtype=torch.float64, device=sel.device)
         self.mov_t, self.mgrid, self.fgrid = mov_t, mgrid, fgrid
 
     def __call__(self, affine: np.ndarray, disp_vox=None) -> float:
         import torch
 
-        from multimodalgen.registration.mutual_information import mutual_information
-        from multimodalgen.registration.sampling import apply_matrix, sample
+        from multimodalgen.registration.mutual_information import sampled_mutual_information
+        from multimodalgen.registration.sampling import apply_matrix
 
         with torch.no_grad():
             pts = self.points
             if disp_vox is not None:
                 s = self.sel
                 pts = pts + disp_vox[0][:, s[:, 0], s[:, 1], s[:, 2]].T.to(pts.dtype)
-            idx = apply_matrix(np.linalg.inv(self.mgrid.affine) @ affine @ self.fgrid.affine, pts)
-            inside = ((idx > -0.5) & (idx < self.size - 0.5)).all(dim=1)
-            if not bool(inside.any()):
-                return 0.0
-            vals = sample(self.mov_t, idx.float())[0]
-            return round(float(mutual_information(self.fix_vals, vals, inside.float())), 6)
+            idx = apply_matrix(np.linalg.inv(self.mgrid.affine) @ affine @ self.fgrid.affine, pts).float()
+            return round(float(sampled_mutual_information(self.fix_vals, self.mov_t, idx)), 6)

@@ -30,6 +30,14 @@ def _shape(shape) -> str:
     return "x".join(str(int(s)) for s in (shape or []))
 
 
+def registration_mode(metrics: dict[str, Any]) -> str:
+    """The transform model a registration delivered: the requested mode, or e.g. "affine (deformable stage not
+    used)" when the engine kept the linear result (`report["mode_delivered"]`, see `registration.mi_check`)."""
+    mode = metrics.get("mode") or (metrics.get("provenance") or {}).get("options", {}).get("mode") or "registration"
+    delivered = metrics.get("mode_delivered")
+    return f"{delivered} ({mode} stage not used)" if delivered and delivered != mode else mode
+
+
 def registration_numbers(metrics: dict[str, Any]) -> list[str]:
     """The headline numbers of a registration report, as phrases: dissimilarity before -> after (lower is
     better), folding, mean Dice against a reference (each only when present). Used by the success sentence and
@@ -49,8 +57,7 @@ def registration_numbers(metrics: dict[str, Any]) -> list[str]:
 def _register(result: Result, out: Path) -> str:
     m = result.metrics
     names = sorted(Path(p).name for p in result.outputs.values())
-    mode = m.get("mode") or (m.get("provenance") or {}).get("options", {}).get("mode") or "registration"
-    details = ", ".join([mode] + registration_numbers(m) + [f"{_seconds(result):.1f} s"])
+    details = ", ".join([registration_mode(m)] + registration_numbers(m) + [f"{_seconds(result):.1f} s"])
     return f"register: wrote {len(names)} files ({', '.join(names)}) to {out} ({details})."
 
 
