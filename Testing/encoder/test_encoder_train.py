@@ -142,3 +142,68 @@ def test_resume_accepts_a_checkpoint_written_before_newer_config_fields(tmp_path
     torch.save(state, out / "last.pt")
     old_style = PretrainConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "amp"})
     assert pretrain(old_style, out, torch.device("cpu"), resume=True)["step"] == 3
+
+
+def test_feature_distillation_loss_scale_and_shape_check():
+    from multimodalgen.encoder.loss import feature_distillation_loss
+
+    gen = torch.Generator().manual_seed(0)
+    teacher = torch.randn(2, 16, 6, 6, 6, generator=gen) * 3.0 + 1.0
+    assert float(feature_distillation_loss(teacher.clone(), teacher)) == pytest.approx(0.0, abs=1e-7)
+    unrelated = torch.randn(2, 16, 6, 6, 6, generator=gen) * 3.0 + 1.0
+    assert float(feature_distillation_loss(unrelated, teacher)) == pytest.approx(2.0, abs=0.2)   # scale-free
+    with pytest.raises(ValueError, match="same output channels"):
+        feature_distillation_loss(teacher[:, :8], teacher)
+
+
+def test_distillation_keeps_the_teacher_and_logs_its_term(tmp_path):
+    """distill_weight needs distill_from; a distilled run logs the term, the teacher file is only read, and a
+    student initialised from its own teacher starts at distillation 0 (the teacher runs in eval mode, the student
+    in train mode, so the first value is small rather than exactly 0)."""
+    with pytest.raises(ValueError, match="distill_from"):
+        _cfg(distill_weight=1.0)
+    pretrain(_cfg(steps=2), tmp_path / "teacher", torch.device("cpu"))
+    teacher_file = tmp_path / "teacher" / "last.pt"
+    before = teacher_file.read_bytes()
+    cfg = _cfg(steps=3, init_from=str(teacher_file), distill_from=str(teacher_file), distill_weight=5.0)
+    pretrain(cfg, tmp_path / "student", torch.device("cpu"))
+    logged = [json.loads(line) for line in (tmp_path / "student" / "train_log.jsonl").read_text().splitlines()]
+    assert all(r["distill"] is not None and r["distill"] >= 0 for r in logged)
+    assert teacher_file.read_bytes() == before
+    with pytest.raises(FileNotFoundError):
+        pretrain(_cfg(steps=1, distill_from=str(tmp_path / "missing.pt"), distill_weight=1.0), tmp_path / "bad",
+                 torch.device("cpu"))
+    assert not (tmp_path / "bad" / "last.pt").exists()
+
+
+def test_grown_head_keeps_frozen_outputs_bit_for_bit(tmp_path):
+    """A network grown from a trained one (wider last full-resolution conv) computes the same outputs at first;
+    with frozen_channels = n, training changes only outputs n.. (role channels), never [0, n)."""
+    from multimodalgen.encoder.network import UNet3D, UNetConfig
+    from multimodalgen.encoder.train import grow_state, initial_weights
+
+    pretrain(_cfg(steps=1), tmp_path / "base", torch.device("cpu"))
+    base_state = initial_weights(tmp_path / "base" / "last.pt", torch.device("cpu"))
+    base = UNet3D(UNetConfig.from_dict(NET))
+    base.load_state_dict(base_state)
+    grown = UNet3D(UNetConfig.from_dict({**NET, "head_width": 12}))
+    grown.load_state_dict(grow_state(grown, base_state))
+    x = torch.rand(1, 1, 16, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.allclose(base.eval()(x), grown.eval()(x), atol=1e-6)
+    with pytest.raises(ValueError, match="does not fit"):
+        base.load_state_dict(grow_state(base, grown.state_dict()))
+
+    layered = {"shape": [16, 16, 16], "n_views": 2,
+               "labels": {"p_layered": 1.0, "p_foreground_mask": 1.0, "mask_radius": [0.8, 0.9]}}
+    with pytest.raises(ValueError, match="head_width"):
+        _cfg(engine=layered, frozen_channels=12, init_from=str(tmp_path / "base" / "last.pt"))
+    cfg = _cfg(engine=layered, network={**NET, "head_width": 12}, steps=3, role_weight=1.0, role_channels=4,
+               frozen_channels=12, init_from=str(tmp_path / "base" / "last.pt"))
+    pretrain(cfg, tmp_path / "grown", torch.device("cpu"))
+    trained = UNet3D(cfg.network)
+    trained.load_state_dict(load_checkpoint(tmp_path / "grown" / "last.pt", torch.device("cpu"))["model"])
+    with torch.no_grad():
+        before, after = base.eval()(x), trained.eval()(x)
+    assert torch.equal(before[:, :12], after[:, :12])
+    assert not torch.allclose(before[:, 12:], after[:, 12:])

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from multimodalgen.personalized.model import PersonalizedNet
+from multimodalgen.synthesis.subjects import SYNTH2_VERSION
 from pers_helpers import tiny_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "synthesis"))
@@ -64,7 +65,7 @@ def test_export_of_a_head_run_records_sources_template_subjects_and_history(tmp_
     out = export_run(tmp_path / "run", tmp_path / "personalized-v9", {"dice": 0.5}, history="stage A then B")
     card = (out / "MODEL_CARD.md").read_text()
     assert "100% template-like subjects" in card and "- history: stage A then B" in card
-    assert "synth-2.1" in card and '"dice": 0.5' in card
+    assert SYNTH2_VERSION in card and '"dice": 0.5' in card
     model, ref = load_model(out)
     assert ref.name == "personalized-v9" and len(ref.sha256) == 64 and model.config.labels == HEAD_LABELS
     assert json.loads((out / "pretrain_config.json").read_text())["label_dir"] == "LABELS"

@@ -145,6 +145,24 @@ def test_individualisation_changes_ventricles_and_cortex(label_folder):
     assert counts[1.5] > counts[-1.5]                                  # thicker cortex = more grey matter
 
 
+def test_extracerebral_csf_is_thinned_to_the_subjects_shell():
+    """CSF outside the brain farther than the shell from grey/white matter becomes skull; CSF enclosed by the brain
+    (no outer probability: ventricles) is kept at any distance."""
+    from multimodalgen.synthesis.head import thin_extracerebral_csf
+
+    classes = torch.full((30, 30, 30), 4, dtype=torch.int64)          # skull everywhere
+    classes[5:25, 5:25, 5:25] = 3                                      # a CSF shell 5 voxels thick ...
+    classes[10:20, 10:20, 10:20] = 2                                   # ... around white matter
+    classes[14:16, 14:16, 14:16] = 3                                   # a "ventricle" inside it
+    outer = torch.ones_like(classes, dtype=torch.bool)
+    outer[10:20, 10:20, 10:20] = False
+    thin = thin_extracerebral_csf(classes, outer, 2.0)
+    assert bool((thin[8:22, 8:22, 8:22][classes[8:22, 8:22, 8:22] == 3] == 3).all())   # within 2 voxels: kept
+    assert int(thin[6, 15, 15]) == 4 and int(thin[23, 15, 15]) == 4                   # 4 and 4 voxels away: skull
+    assert bool((thin[14:16, 14:16, 14:16] == 3).all())
+    assert torch.equal(thin_extracerebral_csf(classes, outer, float("inf")), classes)
+
+
 def test_head_batches_are_normalised_like_inference(label_folder):
     from multimodalgen.personalized.head_data import HeadBatches
 
@@ -200,3 +218,20 @@ def test_encoder_pretraining_mixes_heads_and_refuses_a_bad_folder(tmp_path, labe
     with pytest.raises(UserInputError, match="no label maps"):
         pretrain(bad, tmp_path / "run2", torch.device("cpu"))
     assert not (tmp_path / "run2" / "last.pt").exists()
+
+
+def test_skull_is_layered_into_tables_and_diploe():
+    """Cortical tables (sub-class 0) on both faces of the skull, diploe (1) between; every sampled subject has the
+    two skull sub-classes the renderer needs."""
+    from multimodalgen.synthesis.head import HEAD_CLASSES, sample_head_params, skull_layers
+
+    skull = torch.zeros((12, 12, 12), dtype=torch.bool)
+    skull[:, :, 3:9] = True                                            # a slab 6 voxels thick
+    layers = skull_layers(skull, 2.0)
+    assert bool((layers[:, :, 3:5] == 0).all()) and bool((layers[:, :, 7:9] == 0).all())
+    assert bool((layers[:, :, 5:7] == 1).all()) and bool((layers[~skull] == 0).all())
+    skull[:, :, 6:] = False                                            # 3 voxels: too thin for diploe
+    assert int(skull_layers(skull, 2.0).max()) == 0
+    for seed in range(5):
+        params = sample_head_params(np.random.default_rng(seed), (16, 16, 16), 2.0)
+        assert params.subclasses[HEAD_CLASSES.index("skull")] >= 2 and 1.0 <= params.skull_table_mm <= 2.5

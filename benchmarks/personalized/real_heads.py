@@ -189,6 +189,24 @@ def colin(model, data: Path, seg) -> dict:
             "confidence": quality.get("confidence"), "warnings": quality.get("warnings", [])}
 
 
+def colin_cli(model: str, data: Path, threads: int, work: Path) -> dict:
+    """`multimodalgen segment` on Colin27's 1 mm T1 in a fresh process: wall seconds and the child's peak RSS
+    (the in-process figure of `colin` also counts this benchmark's own images and models)."""
+    import subprocess
+
+    work.mkdir(parents=True, exist_ok=True)
+    cli = Path(sys.executable).with_name("multimodalgen")
+    cmd = [str(cli) if cli.exists() else "multimodalgen", "--threads", str(threads), "segment", "--base-model", model,
+           "--image", f"T1={data / 'colin27_mricron' / 'ch2.nii.gz'}", "--out", str(work / "ch2.seg.nrrd")]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()[-500:]}")
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss    # the largest child so far
+    return {"seconds": round(seconds, 1), "peak_rss_gb": round(peak_kb / 1e6, 2)}
+
+
 def adapter_run(base: str, spm: Path, work: Path, truth, steps: int) -> tuple[str, dict]:
     """MoR adapter fine-tuned on avg152 T1/T2/PD with the truth as a named `.seg.nrrd` (grey matter, white matter,
     cerebrospinal fluid): returns (adapter folder, {seconds, bytes})."""
@@ -294,10 +312,16 @@ def main() -> int:
         for method in whole_models:
             results["colin27"][method] = colin(method, data, seg)
             r = results["colin27"][method]
-            print(f"{method:<24} GM Dice {r['gm_dice_vs_aal']:.3f}  {r['seconds']} s  peak RSS {r['peak_rss_gb']} GB"
+            print(f"{method:<24} GM Dice {r['gm_dice_vs_aal']:.3f}  {r['seconds']} s  benchmark-process peak RSS {r['peak_rss_gb']} GB"
                   f"  volumes (mL) {r['volumes_ml']}  confidence {r['confidence']}  warnings: {len(r['warnings'])}")
             for w in r["warnings"]:
                 print(f"    warning: {w}")
+        first_model = whole_models[0]
+        if first_model in loaded and not first_model.endswith(NETWORK_ONLY):
+            results["colin27_cli"] = {first_model: colin_cli(first_model, data, a.threads, Path(a.work) / "cli")}
+            r = results["colin27_cli"][first_model]
+            print(f"{first_model:<24} CLI end to end in a fresh process ({a.threads} threads): {r['seconds']} s, "
+                  f"peak RSS {r['peak_rss_gb']} GB (targets <= 120 s, <= 4 GB)")
     first = methods[0]
     old = [mean3(results["oldnorm"][first][s]) for s in subsets]
     km = [mean3(results["oldnorm"]["k-means (oracle mask)"][s]) for s in subsets]

@@ -48,6 +48,9 @@ def run_pretrain(args, ctx) -> int:
                           if args.progress == "json" else None)
     except FileExistsError as exc:
         raise UserInputError(str(exc), fix="add --resume, or choose another --out") from exc
+    except FileNotFoundError as exc:
+        raise UserInputError(str(exc), expected="a pretraining checkpoint (*.pt) or a shipped encoder folder",
+                             fix=f"correct the path in {path}") from exc
     except ValueError as exc:
         if "different config" in str(exc):
             raise UserInputError(str(exc)) from exc

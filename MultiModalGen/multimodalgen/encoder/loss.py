@@ -156,3 +156,19 @@ def multilevel_contrastive_loss(levels: list[torch.Tensor], labels: torch.Tensor
         per_level.append(float(level_loss.detach()))
         total = total + level_loss
     return total / len(levels), per_level
+
+
+def feature_distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Per-channel normalised squared error of output features `(N, C, I, J, K)` against a frozen teacher's.
+
+    L = mean_c mean_voxels (s_c - t_c)^2 / var(t_c): 0 when the student reproduces the teacher, about 2 for
+    unrelated features of the same scale. Used to keep a shipped encoder's voxel-matching features while a new
+    objective (the tissue-role loss) is added: the objectives otherwise compete for the same 16 channels.
+    """
+    if student.shape != teacher.shape:
+        raise ValueError(f"student features {tuple(student.shape)} and teacher features {tuple(teacher.shape)} "
+                         "differ; distil from an encoder with the same output channels")
+    dims = [0] + list(range(2, teacher.dim()))
+    var = teacher.var(dim=dims, keepdim=True).clamp_min(1e-6)
+    return ((student - teacher) ** 2 / var).mean()
+

@@ -5,7 +5,8 @@ Input `(B, 1, I, J, K)` float32 intensities normalised to ~[0, 1]; I, J, K multi
 
 Layout (widths w0..w4 from `UNetConfig.widths`): to fit CPU budgets the full-resolution path is a single
 3x3x3 conv (1 -> w0) on the way down and a single 3x3x3 conv ((w1 + w0) -> w0) plus a 1x1x1 projection to the
-output on the way up; all heavier blocks (two 3x3x3 conv + BatchNorm + ReLU) run at 1/2 resolution and below.
+output on the way up (that last conv can be wider than w0: `head_width`, so the 16 outputs are not confined to a
+w0-dimensional space); all heavier blocks (two 3x3x3 conv + BatchNorm + ReLU) run at 1/2 resolution and below.
 Down: max-pool 2; up: nearest-neighbour x2, skip concatenated before the convolutions (anatomix-style).
 BatchNorm (eval mode at inference) keeps features independent of the window, which sliding-window inference
 needs. `forward(x, return_levels=True)` also returns the decoder activations used by the contrastive loss.
@@ -29,6 +30,7 @@ class UNetConfig:
     out_channels: int = 16
     widths: tuple[int, ...] = (8, 16, 32, 64, 96)   # full res, 1/2, 1/4, 1/8, 1/16
     padding_mode: str = "replicate"
+    head_width: int = 0                              # channels of the last full-resolution conv (0 = widths[0])
 
     def __post_init__(self) -> None:
         if self.in_channels < 1 or self.out_channels < 1:
@@ -37,6 +39,13 @@ class UNetConfig:
             raise ValueError(f"widths must list >= 3 positive channel counts, got {self.widths}")
         if self.padding_mode not in ("zeros", "replicate", "reflect"):
             raise ValueError(f"padding_mode must be zeros|replicate|reflect, got {self.padding_mode!r}")
+        if self.head_width < 0:
+            raise ValueError(f"head_width must be >= 0 (0 = widths[0]), got {self.head_width}")
+
+    @property
+    def final_width(self) -> int:
+        """Channels of the last full-resolution conv, which the 1x1x1 output projection reads."""
+        return self.head_width or self.widths[0]
 
     @property
     def divisor(self) -> int:
@@ -44,8 +53,11 @@ class UNetConfig:
         return 2 ** (len(self.widths) - 1)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
-                "widths": list(self.widths), "padding_mode": self.padding_mode}
+        out = {"in_channels": self.in_channels, "out_channels": self.out_channels,
+               "widths": list(self.widths), "padding_mode": self.padding_mode}
+        if self.head_width:
+            out["head_width"] = self.head_width
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "UNetConfig":
@@ -80,8 +92,8 @@ class UNet3D(nn.Module):
         self.stem = ConvBlock(self.config.in_channels, w[0], mode, n=1)
         self.down = nn.ModuleList([ConvBlock(w[i - 1], w[i], mode) for i in range(1, len(w))])
         self.up = nn.ModuleList([ConvBlock(w[i + 1] + w[i], w[i], mode) for i in range(1, len(w) - 1)])
-        self.up0 = ConvBlock(w[1] + w[0], w[0], mode, n=1)
-        self.head = nn.Conv3d(w[0], self.config.out_channels, 1)
+        self.up0 = ConvBlock(w[1] + w[0], self.config.final_width, mode, n=1)
+        self.head = nn.Conv3d(self.config.final_width, self.config.out_channels, 1)
         for m in self.modules():
             if isinstance(m, nn.Conv3d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")

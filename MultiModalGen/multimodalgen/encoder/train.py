@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import torch
 
-from multimodalgen.encoder.loss import make_heads, multilevel_contrastive_loss
+from multimodalgen.encoder.loss import feature_distillation_loss, make_heads, multilevel_contrastive_loss
 from multimodalgen.encoder.network import UNet3D, UNetConfig
 from multimodalgen.synthesis.config import ENGINE_VERSION, EngineConfig
 from multimodalgen.synthesis.labels import ROLE_NAMES
@@ -56,6 +56,11 @@ class PretrainConfig:
     init_from: str = ""               # optional: network weights to start from (training checkpoint or encoder folder)
     label_dir: str = ""               # synth-2: a prepared label folder (synthesis.prepare_labels); "" = phantoms only
     p_head: float = 0.0               # synth-2: fraction of samples drawn as real-anatomy heads (needs label_dir)
+    distill_from: str = ""            # frozen teacher encoder (folder or checkpoint) whose output features are kept
+    distill_weight: float = 0.0       # weight of `loss.feature_distillation_loss` against the teacher, 0 = off
+    distill_channels: int = 0         # distil only output channels [0, n) (0 = all)
+    role_channels: int = 0            # the role classifier reads only the last n output channels (0 = all)
+    frozen_channels: int = 0          # keep outputs [0, n) exactly as initialised (see `FrozenOutputs`), 0 = off
     checkpoint_every: int = 25
     snapshot_every: int = 500
     log_every: int = 5
@@ -69,6 +74,18 @@ class PretrainConfig:
             raise ValueError("temperature must be in (0, 10] and lr > 0")
         if self.p_head > 0 and not self.label_dir:
             raise ValueError("p_head > 0 needs label_dir (a folder made by multimodalgen.synthesis.prepare_labels)")
+        if self.distill_weight > 0 and not self.distill_from:
+            raise ValueError("distill_weight > 0 needs distill_from (an encoder folder or a pretraining checkpoint)")
+        n_out = self.network.out_channels
+        if not 0 <= self.distill_channels <= n_out or not 0 <= self.role_channels <= n_out:
+            raise ValueError(f"distill_channels and role_channels must be in [0, {n_out}] (0 = all channels)")
+        if self.distill_channels and self.role_channels and self.distill_channels + self.role_channels > n_out:
+            raise ValueError("distill_channels + role_channels overlap: the distilled channels [0, distill_channels) "
+                             "and the role channels (the last role_channels) must be disjoint")
+        if self.frozen_channels and not (0 < self.frozen_channels < n_out
+                                         and self.network.final_width > self.network.widths[0] and self.init_from):
+            raise ValueError("frozen_channels needs 0 < frozen_channels < out_channels, network.head_width wider than "
+                             "widths[0] (the added channels are what trains) and init_from (the model it keeps)")
         if any(s % self.network.divisor for s in self.engine.shape):
             raise ValueError(f"engine.shape {self.engine.shape} must be multiples of {self.network.divisor}")
 
@@ -108,6 +125,53 @@ def role_loss(classifier: torch.nn.Module, features: torch.Tensor, roles: torch.
     return torch.nn.functional.cross_entropy(logits, roles, weight=weight, ignore_index=-1)
 
 
+class FrozenOutputs:
+    """Keeps output channels `[0, n)` of a grown network exactly as initialised while the rest trains.
+
+    With `frozen_channels = n` the trunk (every module but `up0` and `head`) does not train, the first `widths[0]`
+    channels of `up0` (those of the network it was grown from) and the head rows `[0, n)` are restored after every
+    optimiser step, and the network runs in eval mode (BatchNorm statistics fixed). So outputs `[0, n)` are those of
+    the initialising encoder bit for bit, and only the added `up0` channels and head rows `n..` learn: a new
+    objective gets its own capacity instead of competing with the old one for the same channels."""
+
+    def __init__(self, model: UNet3D, n: int) -> None:
+        w0 = model.config.widths[0]
+        for name, p in model.named_parameters():
+            if not name.startswith(("up0.", "head.")):
+                p.requires_grad_(False)
+        self.keep = [(p, p.detach()[:w0].clone(), w0) for name, p in model.up0.named_parameters()]
+        self.keep += [(model.head.weight, model.head.weight.detach()[:n].clone(), n),
+                      (model.head.bias, model.head.bias.detach()[:n].clone(), n)]
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for p, value, rows in self.keep:
+            p[:rows] = value
+
+
+def grow_state(model: UNet3D, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` (of a network with a narrower last full-resolution conv) fitted to `model`: tensors of equal shape
+    are taken as they are, larger ones get `state` in their leading slice and keep `model`'s initialisation
+    elsewhere, except the new input columns of the output head, which are zero, so the grown network computes the
+    same outputs as the one it grew from. Raises ValueError on missing keys or a tensor larger than the model's."""
+    target = model.state_dict()
+    if set(target) != set(state):
+        raise ValueError(f"cannot grow: parameter names differ ({sorted(set(target) ^ set(state))[:4]})")
+    out = {}
+    for key, value in state.items():
+        t = target[key].clone()
+        if value.shape == t.shape:
+            out[key] = value.to(t.dtype)
+            continue
+        if value.dim() != t.dim() or any(a > b for a, b in zip(value.shape, t.shape)):
+            raise ValueError(f"cannot grow {key}: {tuple(value.shape)} does not fit in {tuple(t.shape)}")
+        if key == "head.weight":
+            t.zero_()
+        t[tuple(slice(0, n) for n in value.shape)] = value.to(t.dtype)
+        out[key] = t
+    return out
+
+
 def learning_rate(cfg: PretrainConfig, step: int) -> float:
     """Linear warm-up then cosine decay to `lr * min_lr_fraction` at `steps`."""
     if step < cfg.warmup_steps:
@@ -120,31 +184,33 @@ def build(cfg: PretrainConfig, device: torch.device) -> tuple[UNet3D, torch.nn.M
     """Network, training heads and optimiser for `cfg` (deterministic initialisation from `cfg.seed`).
 
     The heads are one projection head per level, plus (with `role_weight > 0`) a last entry: a linear 1x1x1
-    role classifier on the 16 output channels. Heads are training-only and never shipped."""
+    role classifier on the output channels (the last `role_channels` of them when set). Heads are training-only and
+    never shipped."""
     torch.manual_seed(cfg.seed)
     model = UNet3D(cfg.network).to(device)
     heads = make_heads(model.level_channels(), cfg.proj_dim)
     if cfg.role_weight > 0:
-        heads.append(torch.nn.Conv3d(cfg.network.out_channels, len(ROLE_NAMES), 1))
+        heads.append(torch.nn.Conv3d(cfg.role_channels or cfg.network.out_channels, len(ROLE_NAMES), 1))
     heads = heads.to(device)
     params = list(model.parameters()) + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
     return model, heads, opt
 
 
-def initial_weights(source: str | Path, device: torch.device) -> dict[str, torch.Tensor]:
+def initial_weights(source: str | Path, device: torch.device, field: str = "init_from") -> dict[str, torch.Tensor]:
     """Float32 network state dict from a training checkpoint (`*.pt` with a "model" entry) or a shipped encoder
-    folder (a model artifact of kind "encoder", sha256 verified), for `PretrainConfig.init_from`."""
+    folder (a model artifact of kind "encoder", sha256 verified), for `PretrainConfig.init_from` (or the config
+    `field` named in errors, e.g. distill_from)."""
     path = Path(source)
     if path.is_dir():
         from multimodalgen.models.artifact import read_artifact
 
         return {k: v.float() if v.is_floating_point() else v for k, v in read_artifact(path, "encoder")[1].items()}
     if not path.is_file():
-        raise FileNotFoundError(f"init_from {str(path)!r} is neither a checkpoint file nor an encoder folder")
+        raise FileNotFoundError(f"{field} {str(path)!r} is neither a checkpoint file nor an encoder folder")
     state = load_checkpoint(path, device)
     if "model" not in state:
-        raise ValueError(f"init_from {str(path)!r} has no 'model' entry; expected a pretraining checkpoint")
+        raise ValueError(f"{field} {str(path)!r} has no 'model' entry; expected a pretraining checkpoint")
     return {k: v.float() for k, v in state["model"].items()}
 
 
@@ -205,8 +271,23 @@ def head_sampler(cfg: PretrainConfig, device: torch.device):
     return HeadSubjectSampler(read_label_folder(cfg.label_dir), device)
 
 
+def distillation_teacher(cfg: PretrainConfig, device: torch.device) -> UNet3D | None:
+    """The frozen, eval-mode teacher of `cfg.distill_from` (None when distillation is off).
+
+    The teacher has the student's network config: distillation keeps the student's features where it started."""
+    if cfg.distill_weight <= 0:
+        return None
+    teacher = UNet3D(cfg.network).to(device)
+    teacher.load_state_dict(initial_weights(cfg.distill_from, device, "distill_from"))
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
 def train_step(cfg: PretrainConfig, step: int, model: UNet3D, heads: torch.nn.ModuleList,
-               opt: torch.optim.Optimizer, device: torch.device, heads_sampler=None) -> dict[str, Any]:
+               opt: torch.optim.Optimizer, device: torch.device, heads_sampler=None,
+               teacher: UNet3D | None = None, frozen: FrozenOutputs | None = None) -> dict[str, Any]:
     """One optimisation step (data for `step` is a pure function of cfg.seed and step). Returns log values."""
     t0 = time.perf_counter()
     base = (cfg.seed * 1_000_003 + step) * cfg.batch_size
@@ -217,7 +298,7 @@ def train_step(cfg: PretrainConfig, step: int, model: UNet3D, heads: torch.nn.Mo
     lr = learning_rate(cfg, step)
     for group in opt.param_groups:
         group["lr"] = lr
-    model.train()
+    model.train(not cfg.frozen_channels)          # frozen outputs: BatchNorm statistics stay those of the init
     heads.train()
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
         out, levels = model(x, return_levels=True)
@@ -225,22 +306,39 @@ def train_step(cfg: PretrainConfig, step: int, model: UNet3D, heads: torch.nn.Mo
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed * 7919 + step)
     proj_heads = heads[:len(levels)]
-    loss, per_level = multilevel_contrastive_loss(levels, labels, proj_heads, cfg.n_voxels, cfg.temperature, gen,
-                                                  cfg.identity_weight, cfg.identity_temperature)
+    if cfg.frozen_channels:                       # only the output level has anything left to train
+        loss, per_level = multilevel_contrastive_loss(levels[-1:], labels, proj_heads[-1:], cfg.n_voxels,
+                                                      cfg.temperature, gen, cfg.identity_weight,
+                                                      cfg.identity_temperature)
+    else:
+        loss, per_level = multilevel_contrastive_loss(levels, labels, proj_heads, cfg.n_voxels, cfg.temperature, gen,
+                                                      cfg.identity_weight, cfg.identity_temperature)
     role_value = None
     if cfg.role_weight > 0:
-        role = role_loss(heads[len(levels)], out, roles.reshape(b * v, *roles.shape[2:]))
+        role_feats = out[:, out.shape[1] - cfg.role_channels:] if cfg.role_channels else out
+        role = role_loss(heads[len(levels)], role_feats, roles.reshape(b * v, *roles.shape[2:]))
         if role is not None:
             loss = loss + cfg.role_weight * role
             role_value = round(float(role.detach()), 4)
+    distill_value = None
+    if teacher is not None:
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
+            target = teacher(x).float()
+        n = cfg.distill_channels or out.shape[1]
+        distill = feature_distillation_loss(out[:, :n], target[:, :n])
+        loss = loss + cfg.distill_weight * distill
+        distill_value = round(float(distill.detach()), 4)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(heads.parameters()), cfg.grad_clip)
     opt.step()
+    if frozen is not None:
+        frozen.restore()
     dt = time.perf_counter() - t0
     return {"step": step + 1, "loss": float(loss.detach()), "levels": [round(v_, 4) for v_ in per_level],
             "lr": lr, "grad_norm": float(grad_norm), "sec_per_step": round(dt, 3), "data_sec": round(t_data, 3),
-            "samples_per_sec": round(b / dt, 3), "n_labels": int(labels.max()) + 1, "role": role_value}
+            "samples_per_sec": round(b / dt, 3), "n_labels": int(labels.max()) + 1, "role": role_value,
+            "distill": distill_value}
 
 
 def pretrain(cfg: PretrainConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
@@ -257,10 +355,11 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, device: torch.device, res
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True   # fixed input shapes: let cuDNN pick the fastest kernels
     sampler = head_sampler(cfg, device)            # validates the label folder before anything is written
+    teacher = distillation_teacher(cfg, device)    # also validates distill_from before anything is written
     model, heads, opt = build(cfg, device)
     step = 0
     if cfg.init_from and not (resume and last.exists()):
-        model.load_state_dict(initial_weights(cfg.init_from, device))
+        model.load_state_dict(grow_state(model, initial_weights(cfg.init_from, device)))
     if resume and last.exists():
         state = load_checkpoint(last, device)
         if PretrainConfig.from_dict(state["config"]).to_dict() != cfg.to_dict():   # defaults of newer fields filled
@@ -271,6 +370,7 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, device: torch.device, res
         step = int(state["step"])
     elif last.exists():
         raise FileExistsError(f"{last} exists: pass --resume to continue it, or choose another --out")
+    frozen = FrozenOutputs(model, cfg.frozen_channels) if cfg.frozen_channels else None
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
     log_file = (out / "train_log.jsonl").open("a")
@@ -279,7 +379,7 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, device: torch.device, res
         while step < stop:
             if progress is not None:
                 progress.check_cancelled()
-            record = train_step(cfg, step, model, heads, opt, device, sampler)
+            record = train_step(cfg, step, model, heads, opt, device, sampler, teacher, frozen)
             step += 1
             if step % cfg.log_every == 0 or step == stop:
                 record["time"] = time.time()

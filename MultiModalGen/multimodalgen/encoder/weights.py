@@ -322,7 +322,37 @@ def _role_text(train_cfg: dict[str, Any]) -> str:
             f"({train_cfg['engine']['labels'].get('p_layered', 0):.0%} of the phantom label maps)")
     if train_cfg.get("p_head", 0) > 0:
         text += " and CSF / grey matter / white matter of the synth-2 heads, in every rendered modality"
-    return text + "."
+    n_out = train_cfg.get("network", {}).get("out_channels", 16)
+    if train_cfg.get("role_channels"):
+        text += f"; the classifier reads only output channels {n_out - train_cfg['role_channels']}-{n_out - 1}"
+    return text + "." + _distill_text(train_cfg) + _frozen_text(train_cfg)
+
+
+def _frozen_text(train_cfg: dict[str, Any]) -> str:
+    """The card's sentence on outputs kept bit for bit from the initialising encoder ("" when off)."""
+    n = train_cfg.get("frozen_channels", 0)
+    if not n:
+        return ""
+    net = train_cfg.get("network", {})
+    start = Path(str(train_cfg.get("init_from", ""))).name or "the initialising encoder"
+    return (f"\n  Grown, not retrained: output channels 0-{n - 1} are `{start}`'s, bit for bit (its trunk, its first "
+            f"{net.get('widths', [8])[0]} full-resolution channels and those head rows are frozen). The last "
+            f"full-resolution conv was widened to {net.get('head_width')} channels, and only the added channels and "
+            f"output channels {n}-{net.get('out_channels', 16) - 1} trained, so the new objective does not compete with "
+            "the old one for the same channels (the outputs are a linear map of that conv's channels).")
+
+
+def _distill_text(train_cfg: dict[str, Any]) -> str:
+    """The card's sentence on feature distillation from a frozen teacher ("" when off)."""
+    weight = train_cfg.get("distill_weight", 0)
+    if not weight:
+        return ""
+    n = train_cfg.get("distill_channels") or train_cfg.get("network", {}).get("out_channels", 16)
+    teacher = Path(str(train_cfg.get("distill_from", ""))).name or "the teacher"
+    return (f"\n  Feature distillation (weight {weight}): output channels 0-{n - 1} are held to those of the frozen "
+            f"`{teacher}` (squared error per channel over the teacher's variance), so its cross-contrast voxel "
+            "matching survives while the other channels learn tissue roles (the two objectives compete when they "
+            "share channels).")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,9 +13,17 @@ on the output grid, all replayable from `HeadParams` (sampled first, then render
    - ventricle size: a CSF bias inside deep white matter (small <-> atrophic ventricles);
    - sulcal CSF: a CSF bias in the cortical band (young <-> atrophic);
    - skull thickness: a bone bias;
+   - extracerebral CSF thickness: CSF outside the brain (where the map gives bone, soft tissue or air any
+     probability) farther than `csf_shell_mm` from grey/white matter becomes skull. TPM's argmax puts a 5-10 mm
+     CSF band around the brain (the average of many brains' sulci and skull edges); one adult's subarachnoid space
+     is 1-4 mm at the convexity, wider with atrophy (synth-2.2);
    - boundary jitter: smooth noise (1-2 voxels) on every class, so no two subjects share a boundary.
 3. Texture sub-classes: each class is split into 1-3 sub-classes by thresholds of a smooth noise field; renderers
-   give sub-classes slightly different tissue properties.
+   give sub-classes slightly different tissue properties. The skull is layered instead (synth-2.2): inner and
+   outer tables of cortical bone (`skull_table_mm` thick; sub-class 0, dark in every MR contrast, bright in CT)
+   around diploe marrow (sub-class 1, bright in T1) where the skull is thick enough, as in a real calvarium. With
+   bright marrow patches touching the brain, a network learns "a dark band outside the brain is CSF", which
+   labels a real T1's inner table as CSF.
 
 Output classes (`HEAD_CLASSES`, the personalized model's label values): 0 background/air, 1 grey matter,
 2 white matter, 3 CSF, 4 skull, 5 soft tissue.
@@ -58,12 +66,14 @@ class HeadParams:
     skull: float
     jitter: float
     subclasses: tuple[int, ...]                # sub-classes per output class 0..5
+    csf_shell_mm: float = math.inf             # extracerebral CSF kept within this distance of grey/white matter
+    skull_table_mm: float = 0.0                # cortical-bone table thickness (0: skull sub-classes from noise)
 
 
 def sample_head_params(rng: np.random.Generator, shape: tuple[int, int, int], spacing: float,
                        max_rotation_deg: float = 25.0, max_offset_mm: float = 25.0) -> HeadParams:
     """Draw one subject's parameters (ranges chosen to cover adult heads from thin to atrophic)."""
-    return HeadParams(
+    params = HeadParams(
         seed=int(rng.integers(0, 2**31 - 1)), shape=tuple(int(s) for s in shape), spacing=float(spacing),
         rotation_deg=tuple(float(v) for v in rng.uniform(-max_rotation_deg, max_rotation_deg, 3)),
         scale=tuple(float(v) for v in np.exp(rng.normal(0.0, 0.07, 3))),
@@ -71,11 +81,16 @@ def sample_head_params(rng: np.random.Generator, shape: tuple[int, int, int], sp
         flip_lr=bool(rng.random() < 0.5),
         centre_offset_mm=tuple(float(v) for v in rng.uniform(-max_offset_mm, max_offset_mm, 3)),
         elastic_mm=(float(rng.uniform(0.0, 4.0)), float(rng.uniform(0.0, 1.5))),
-        folding=float(rng.uniform(0.5, 2.0)), fold_scale_mm=float(rng.uniform(5.0, 8.0)),
+        folding=float(rng.uniform(0.2, 1.0)), fold_scale_mm=float(rng.uniform(5.0, 8.0)),
         thickness=float(rng.uniform(-0.6, 0.6)), ventricles=float(rng.uniform(-1.0, 1.5)),
         sulcal_csf=float(rng.uniform(-0.5, 0.8)), skull=float(rng.uniform(-0.8, 0.8)),
         jitter=float(rng.uniform(0.1, 0.4)),
-        subclasses=tuple(int(v) for v in rng.integers(1, 4, len(HEAD_CLASSES))))
+        subclasses=tuple(int(v) for v in rng.integers(1, 4, len(HEAD_CLASSES))),
+        csf_shell_mm=float(rng.uniform(1.5, 4.0) if rng.random() < 0.8 else rng.uniform(4.0, 8.0)),
+        skull_table_mm=float(rng.uniform(1.2, 2.5)))
+    skull = HEAD_CLASSES.index("skull")
+    params.subclasses = tuple(max(2, n) if c == skull else n for c, n in enumerate(params.subclasses))  # tables+diploe
+    return params
 
 
 def _rotation(deg: tuple[float, float, float]) -> np.ndarray:
@@ -156,7 +171,20 @@ def individual_classes(probs: torch.Tensor, params: HeadParams, gen: torch.Gener
     logp[2] = logp[2] + torch.where(cortex, torch.full_like(fold, params.sulcal_csf), torch.zeros_like(fold))
     logp[3] = logp[3] + params.skull
     logp = logp + params.jitter * smooth_noise(gen, 6, tuple(max(2, n // 2) for n in shape), shape, device)
-    return _TPM_TO_CLASS.to(device)[logp.argmax(0)]
+    classes = _TPM_TO_CLASS.to(device)[logp.argmax(0)]
+    return thin_extracerebral_csf(classes, probs[3:].sum(0) > 0.02, params.csf_shell_mm / params.spacing)
+
+
+def thin_extracerebral_csf(classes: torch.Tensor, outer: torch.Tensor, shell_voxels: float) -> torch.Tensor:
+    """Classes `(I, J, K)` with CSF in `outer` (bool, outside the brain) farther than `shell_voxels` (chessboard
+    distance) from grey or white matter relabelled as skull. Ventricles and sulci (no outer probability) are kept."""
+    if not math.isfinite(shell_voxels):
+        return classes
+    reach = ((classes == 1) | (classes == 2)).float()[None, None]
+    for _ in range(max(0, int(round(shell_voxels)))):
+        reach = F.max_pool3d(reach, 3, stride=1, padding=1)
+    far = (classes == 3) & outer & (reach[0, 0] < 0.5)
+    return torch.where(far, torch.full_like(classes, 4), classes)
 
 
 def subclass_map(classes: torch.Tensor, params: HeadParams, gen: torch.Generator) -> torch.Tensor:
@@ -169,7 +197,18 @@ def subclass_map(classes: torch.Tensor, params: HeadParams, gen: torch.Generator
             continue
         qs = torch.linspace(-0.6, 0.6, k - 1, device=classes.device)
         sub = torch.where(classes == c, torch.bucketize(noise, qs), sub)
+    if params.skull_table_mm > 0:
+        sub = torch.where(classes == 4, skull_layers(classes == 4, params.skull_table_mm / params.spacing), sub)
     return sub
+
+
+def skull_layers(skull: torch.Tensor, table_voxels: float) -> torch.Tensor:
+    """Sub-class `(I, J, K)` int64 of skull voxels (bool `skull`): 0 (cortical table) within `table_voxels` of a
+    non-skull voxel, on either face, else 1 (diploe). Zero outside the skull."""
+    outside = (~skull).float()[None, None]
+    for _ in range(max(1, int(round(table_voxels)))):
+        outside = F.max_pool3d(outside, 3, stride=1, padding=1)
+    return torch.where(skull & (outside[0, 0] < 0.5), 1, 0).to(torch.int64)
 
 
 def render_head(tissue: torch.Tensor, tissue_affine: np.ndarray, params: HeadParams, centre_ras: np.ndarray

@@ -31,7 +31,7 @@ from multimodalgen.synthesis.label_sources import LabelSources
 from multimodalgen.synthesis.physics import (MODALITIES, render_modality, sample_acquisition,
                                              sample_tissue_properties)
 
-SYNTH2_VERSION = "synth-2.1"
+SYNTH2_VERSION = "synth-2.2"
 
 
 @dataclasses.dataclass
