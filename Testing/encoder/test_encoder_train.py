@@ -176,7 +176,7 @@ def test_distillation_keeps_the_teacher_and_logs_its_term(tmp_path):
     assert not (tmp_path / "bad" / "last.pt").exists()
 
 
-def test_grown_head_keeps_frozen_outputs_bit_for_bit(tmp_path):
+def test_grown_network_keeps_frozen_outputs(tmp_path):
     """A network grown from a trained one (wider last full-resolution conv) computes the same outputs at first;
     with frozen_channels = n, training changes only outputs n.. (role channels), never [0, n)."""
     from multimodalgen.encoder.network import UNet3D, UNetConfig
@@ -186,11 +186,12 @@ def test_grown_head_keeps_frozen_outputs_bit_for_bit(tmp_path):
     base_state = initial_weights(tmp_path / "base" / "last.pt", torch.device("cpu"))
     base = UNet3D(UNetConfig.from_dict(NET))
     base.load_state_dict(base_state)
-    grown = UNet3D(UNetConfig.from_dict({**NET, "head_width": 12}))
+    grown = UNet3D(UNetConfig.from_dict({**NET, "head_width": 12, "half_width": 12}))
     grown.load_state_dict(grow_state(grown, base_state))
     x = torch.rand(1, 1, 16, 16, 16, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        assert torch.allclose(base.eval()(x), grown.eval()(x), atol=1e-6)
+        at_init = grown.eval()(x)
+        assert torch.allclose(base.eval()(x), at_init, atol=1e-5)          # zero columns: float rounding only
     with pytest.raises(ValueError, match="does not fit"):
         base.load_state_dict(grow_state(base, grown.state_dict()))
 
@@ -198,12 +199,12 @@ def test_grown_head_keeps_frozen_outputs_bit_for_bit(tmp_path):
                "labels": {"p_layered": 1.0, "p_foreground_mask": 1.0, "mask_radius": [0.8, 0.9]}}
     with pytest.raises(ValueError, match="head_width"):
         _cfg(engine=layered, frozen_channels=12, init_from=str(tmp_path / "base" / "last.pt"))
-    cfg = _cfg(engine=layered, network={**NET, "head_width": 12}, steps=3, role_weight=1.0, role_channels=4,
+    cfg = _cfg(engine=layered, network={**NET, "head_width": 12, "half_width": 12}, steps=3, role_weight=1.0, role_channels=4,
                frozen_channels=12, init_from=str(tmp_path / "base" / "last.pt"))
     pretrain(cfg, tmp_path / "grown", torch.device("cpu"))
     trained = UNet3D(cfg.network)
     trained.load_state_dict(load_checkpoint(tmp_path / "grown" / "last.pt", torch.device("cpu"))["model"])
     with torch.no_grad():
-        before, after = base.eval()(x), trained.eval()(x)
-    assert torch.equal(before[:, :12], after[:, :12])
-    assert not torch.allclose(before[:, 12:], after[:, 12:])
+        after = trained.eval()(x)
+    assert torch.equal(at_init[:, :12], after[:, :12])                   # bit for bit vs the grown network
+    assert not torch.allclose(at_init[:, 12:], after[:, 12:])

@@ -51,7 +51,16 @@ def main(argv: list[str] | None = None) -> int:
         old_metrics = json.loads((baseline / "config.json").read_text()).get("metrics", {})
         previous = old_metrics.get("probe_cross_mean")
         old_timings = old_metrics.get("timings", {})
-    if not result.get("timings") and old_timings:
+    same_architecture = False
+    if (baseline / "config.json").is_file():
+        import torch
+
+        network = torch.load(ckpt, map_location="cpu", weights_only=True)["config"]["network"]
+        from multimodalgen.encoder.network import UNetConfig
+
+        same_architecture = (UNetConfig.from_dict(json.loads((baseline / "config.json").read_text())["network"])
+                             == UNetConfig.from_dict(network))
+    if not result.get("timings") and old_timings and same_architecture:
         # timings depend on the architecture and engine only, not on the weights: keep the last measured ones
         result["timings"] = {**old_timings, "note": "timings measured on the previous export (same architecture)"}
     score = result["probe_cross_mean"]

@@ -31,6 +31,7 @@ class UNetConfig:
     widths: tuple[int, ...] = (8, 16, 32, 64, 96)   # full res, 1/2, 1/4, 1/8, 1/16
     padding_mode: str = "replicate"
     head_width: int = 0                              # channels of the last full-resolution conv (0 = widths[0])
+    half_width: int = 0                              # channels of the 1/2-resolution decoder block (0 = widths[1])
 
     def __post_init__(self) -> None:
         if self.in_channels < 1 or self.out_channels < 1:
@@ -39,13 +40,18 @@ class UNetConfig:
             raise ValueError(f"widths must list >= 3 positive channel counts, got {self.widths}")
         if self.padding_mode not in ("zeros", "replicate", "reflect"):
             raise ValueError(f"padding_mode must be zeros|replicate|reflect, got {self.padding_mode!r}")
-        if self.head_width < 0:
-            raise ValueError(f"head_width must be >= 0 (0 = widths[0]), got {self.head_width}")
+        if self.head_width < 0 or self.half_width < 0:
+            raise ValueError(f"head_width and half_width must be >= 0 (0 = the widths entry), got "
+                             f"{self.head_width}, {self.half_width}")
 
     @property
     def final_width(self) -> int:
         """Channels of the last full-resolution conv, which the 1x1x1 output projection reads."""
         return self.head_width or self.widths[0]
+
+    def decoder_width(self, level: int) -> int:
+        """Output channels of decoder block `level` (1 = 1/2 resolution, ...): `half_width` may widen level 1."""
+        return self.half_width if level == 1 and self.half_width else self.widths[level]
 
     @property
     def divisor(self) -> int:
@@ -57,6 +63,8 @@ class UNetConfig:
                "widths": list(self.widths), "padding_mode": self.padding_mode}
         if self.head_width:
             out["head_width"] = self.head_width
+        if self.half_width:
+            out["half_width"] = self.half_width
         return out
 
     @classmethod
@@ -91,8 +99,9 @@ class UNet3D(nn.Module):
         mode = self.config.padding_mode
         self.stem = ConvBlock(self.config.in_channels, w[0], mode, n=1)
         self.down = nn.ModuleList([ConvBlock(w[i - 1], w[i], mode) for i in range(1, len(w))])
-        self.up = nn.ModuleList([ConvBlock(w[i + 1] + w[i], w[i], mode) for i in range(1, len(w) - 1)])
-        self.up0 = ConvBlock(w[1] + w[0], self.config.final_width, mode, n=1)
+        dw = self.config.decoder_width
+        self.up = nn.ModuleList([ConvBlock(dw(i + 1) + w[i], dw(i), mode) for i in range(1, len(w) - 1)])
+        self.up0 = ConvBlock(dw(1) + w[0], self.config.final_width, mode, n=1)
         self.head = nn.Conv3d(self.config.final_width, self.config.out_channels, 1)
         for m in self.modules():
             if isinstance(m, nn.Conv3d):
@@ -101,7 +110,7 @@ class UNet3D(nn.Module):
     def level_channels(self) -> list[int]:
         """Channel counts of the activations returned with `return_levels=True` (coarse to fine, then output)."""
         w = self.config.widths
-        return [w[i] for i in range(len(w) - 2, 0, -1)] + [self.config.out_channels]
+        return [self.config.decoder_width(i) for i in range(len(w) - 2, 0, -1)] + [self.config.out_channels]
 
     def forward(self, x: torch.Tensor, return_levels: bool = False):
         """`(B, C_in, I, J, K)` -> `(B, 16, I, J, K)`; with `return_levels`, also the list of decoder activations

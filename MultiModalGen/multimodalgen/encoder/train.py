@@ -128,20 +128,28 @@ def role_loss(classifier: torch.nn.Module, features: torch.Tensor, roles: torch.
 class FrozenOutputs:
     """Keeps output channels `[0, n)` of a grown network exactly as initialised while the rest trains.
 
-    With `frozen_channels = n` the trunk (every module but `up0` and `head`) does not train, the first `widths[0]`
-    channels of `up0` (those of the network it was grown from) and the head rows `[0, n)` are restored after every
-    optimiser step, and the network runs in eval mode (BatchNorm statistics fixed). So outputs `[0, n)` are those of
-    the initialising encoder bit for bit, and only the added `up0` channels and head rows `n..` learn: a new
-    objective gets its own capacity instead of competing with the old one for the same channels."""
+    A network grown by `grow_state` has a wider last full-resolution conv (`up0`, `network.head_width`) and possibly
+    a wider 1/2-resolution decoder block (`up.0`, `network.half_width`): a side column beside the original channels
+    (a progressive network). With `frozen_channels = n`, every other module does not train; the original rows of
+    the grown modules (the first `widths[0]` / `widths[1]` channels, whose weights on the added input channels are
+    zero) and the head rows `[0, n)` are restored after every optimiser step; and the network runs in eval mode
+    (BatchNorm statistics fixed). So outputs `[0, n)` stay the initialising encoder's (bit for bit after growing; growing itself changes
+    them only by float rounding, ~1e-6, from the zero weights on the added channels), and only the added
+    channels and the head rows `n..` learn: a new objective gets its own capacity instead of competing with the
+    old one for the same channels."""
 
     def __init__(self, model: UNet3D, n: int) -> None:
-        w0 = model.config.widths[0]
+        cfg = model.config
+        grown = {"up0.": cfg.widths[0], "head.": n}
+        if cfg.half_width:
+            grown["up.0."] = cfg.widths[1]
+        self.keep = []
         for name, p in model.named_parameters():
-            if not name.startswith(("up0.", "head.")):
+            prefix = next((g for g in grown if name.startswith(g)), None)
+            if prefix is None:
                 p.requires_grad_(False)
-        self.keep = [(p, p.detach()[:w0].clone(), w0) for name, p in model.up0.named_parameters()]
-        self.keep += [(model.head.weight, model.head.weight.detach()[:n].clone(), n),
-                      (model.head.bias, model.head.bias.detach()[:n].clone(), n)]
+            else:
+                self.keep.append((p, p.detach()[:grown[prefix]].clone(), grown[prefix]))
 
     @torch.no_grad()
     def restore(self) -> None:
@@ -150,10 +158,12 @@ class FrozenOutputs:
 
 
 def grow_state(model: UNet3D, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`state` (of a network with a narrower last full-resolution conv) fitted to `model`: tensors of equal shape
-    are taken as they are, larger ones get `state` in their leading slice and keep `model`'s initialisation
-    elsewhere, except the new input columns of the output head, which are zero, so the grown network computes the
-    same outputs as the one it grew from. Raises ValueError on missing keys or a tensor larger than the model's."""
+    """`state` of a network fitted to `model`, a copy of it with a wider `up0` (head_width) and/or `up.0`
+    (half_width) block. Tensors of equal shape are taken as they are. In a larger tensor the old values go to the
+    old rows and input channels (the skip channels of `up0` move behind the widened 1/2-resolution channels), the
+    old rows get zero weight on the added input channels, and the output head gets zero weight on them in every
+    row, so the grown network computes the same outputs as the one it grew from; added rows keep `model`'s
+    random initialisation. Raises ValueError on missing keys or a tensor larger than the model's."""
     target = model.state_dict()
     if set(target) != set(state):
         raise ValueError(f"cannot grow: parameter names differ ({sorted(set(target) ^ set(state))[:4]})")
@@ -165,9 +175,20 @@ def grow_state(model: UNet3D, state: dict[str, torch.Tensor]) -> dict[str, torch
             continue
         if value.dim() != t.dim() or any(a > b for a, b in zip(value.shape, t.shape)):
             raise ValueError(f"cannot grow {key}: {tuple(value.shape)} does not fit in {tuple(t.shape)}")
-        if key == "head.weight":
-            t.zero_()
-        t[tuple(slice(0, n) for n in value.shape)] = value.to(t.dtype)
+        rows = value.shape[0]
+        if value.dim() < 2:
+            t[:rows] = value.to(t.dtype)
+            out[key] = t
+            continue
+        cols_old, cols_new = value.shape[1], t.shape[1]
+        if key == "up0.0.weight" and cols_new != cols_old:           # input = [1/2-res decoder, full-res skip]
+            w0 = model.config.widths[0]
+            col_map = list(range(cols_old - w0)) + list(range(cols_new - w0, cols_new))
+        else:
+            col_map = list(range(cols_old))
+        added = [c for c in range(cols_new) if c not in set(col_map)]
+        t[:rows, col_map] = value.to(t.dtype)
+        t[:t.shape[0] if key == "head.weight" else rows, added] = 0.0
         out[key] = t
     return out
 

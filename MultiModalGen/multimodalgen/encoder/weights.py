@@ -236,7 +236,7 @@ this project on synthetic images only; no third-party weights.
 - `multimodalgen.encoder.network.UNet3D`, widths {net['widths']} (full resolution -> 1/16), {info['parameters']:,}
   parameters, BatchNorm + ReLU, max-pool down, nearest up with skip concatenation, padding `{net['padding_mode']}`,
   1x1x1 output conv to {net['out_channels']} channels. Input sizes are padded to multiples of 16 by the inference code.
-- Full-resolution path kept thin (one 3x3x3 conv of {net['widths'][0]} channels each way) for CPU speed.
+- Full-resolution path kept thin (one 3x3x3 conv of {net['widths'][0]} channels down, {net.get('head_width') or net['widths'][0]} up) for CPU speed.{_side_column_text(net)}
 - Weights: `{info['weights']}` ({info['format']}), {info['dtype']}, sha256 `{info['sha256']}`.
   Loaded by `multimodalgen.encoder.weights.load_encoder` (sha256 verified on every load).
 
@@ -259,7 +259,7 @@ this project on synthetic images only; no third-party weights.
 GM/WM/CSF trained on T1 features, balanced accuracy on T2 / PD features; `*_heldout` columns apply the avg152 T1
 probe to contrasts the engine never renders (amyloid-PET-, DWI- and BOLD-EPI-like, `benchmarks/encoder/heldout_contrasts.py`).
 
-{_status(metrics)}
+{_status(metrics)}{_channel_groups_text(train_cfg, metrics)}
 ## Intended use and limits
 Feature extractor for cross-contrast voxel correspondence (`multimodalgen features`). {info.get('engine_use') or _DEFAULT_USE}
 Trained for {info['step']:,} steps{_continued(info, train_cfg)} ({info['device_trained']}): far fewer than the paper's encoder
@@ -335,11 +335,37 @@ def _frozen_text(train_cfg: dict[str, Any]) -> str:
         return ""
     net = train_cfg.get("network", {})
     start = Path(str(train_cfg.get("init_from", ""))).name or "the initialising encoder"
-    return (f"\n  Grown, not retrained: output channels 0-{n - 1} are `{start}`'s, bit for bit (its trunk, its first "
-            f"{net.get('widths', [8])[0]} full-resolution channels and those head rows are frozen). The last "
-            f"full-resolution conv was widened to {net.get('head_width')} channels, and only the added channels and "
+    half = f" and the 1/2-resolution decoder block to {net['half_width']}" if net.get("half_width") else ""
+    return (f"\n  Grown, not retrained: output channels 0-{n - 1} are `{start}`'s to float rounding (its trunk, the "
+            "original channels of the widened blocks and those head rows are frozen; the original channels have zero "
+            f"weight on the added ones). The last full-resolution conv was widened to {net.get('head_width')} "
+            f"channels{half}, a side column; only the added channels and "
             f"output channels {n}-{net.get('out_channels', 16) - 1} trained, so the new objective does not compete with "
             "the old one for the same channels (the outputs are a linear map of that conv's channels).")
+
+
+def _side_column_text(net: dict[str, Any]) -> str:
+    """Architecture note for a grown network ("" for the plain UNet)."""
+    if not (net.get("head_width") or net.get("half_width")):
+        return ""
+    return (f"\n- Side column: the 1/2-resolution decoder block has {net.get('half_width') or net['widths'][1]} "
+            f"channels and the last full-resolution conv {net.get('head_width') or net['widths'][0]} "
+            f"(the UNet's are {net['widths'][1]} and {net['widths'][0]}); see Training.")
+
+
+def _channel_groups_text(train_cfg: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """The card's channel-group section for a grown encoder: which outputs serve which use, with their scores."""
+    n = train_cfg.get("frozen_channels", 0)
+    if not n:
+        return ""
+    out = train_cfg.get("network", {}).get("out_channels", 16)
+    groups = metrics.get("channel_groups", {})
+    scores = "".join(f"\n- `{name}`: " + ", ".join(f"{k} {v:.3f}" for k, v in vals.items())
+                     for name, vals in groups.items())
+    return (f"\n**Channel groups.** Outputs 0-{n - 1} are for correspondence (voxel matching, registration): they "
+            f"are the initialising encoder's. Outputs {n}-{out - 1} are for tissue: they were trained for "
+            "contrast-invariant grey/white/CSF roles. The table above scores all 16 channels together; the "
+            f"tissue channels lower matching there because they are piecewise constant. Scored apart:{scores}\n")
 
 
 def _distill_text(train_cfg: dict[str, Any]) -> str:
