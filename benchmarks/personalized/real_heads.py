@@ -10,7 +10,9 @@ Cases (all from `--data`; evaluation only, never training):
   added to T1; an EPI-like image (oldnorm T2 at 3.5 mm, EPI distortion, drop-out, noise) added to T1 as "T2"; T1 rotated 15 degrees about two axes (truth rotated with it); T1 cropped to the upper 60 % of the head;
   a 2 x 2 x 6 mm anisotropic T1 (every third slice of a 6 mm-smoothed copy) segmented and compared on its own grid.
 - Colin27 `ch2` (1 mm, 181 x 217 x 181, one individual brain): grey-matter Dice against the union of the AAL regions
-  inside `ch2bet` (the prediction is restricted to `ch2bet` too); seconds and peak memory of `segment_volumes`.
+  inside `ch2bet` (the prediction is restricted to `ch2bet` too); seconds of `segment_volumes`, and seconds and peak
+  memory of `multimodalgen segment` in a fresh process (the speed/memory target; the in-process peak counts this
+  benchmark's own data).
 
 Baseline: k-means (k = 3) on the stacked normalised intensities inside an ORACLE brain mask (truth > 0), clusters
 assigned to classes by the best permutation against the truth (generous: it sees the truth twice).
