@@ -186,7 +186,7 @@ def grow_state(model: UNet3D, state: dict[str, torch.Tensor]) -> dict[str, torch
             col_map = list(range(cols_old - w0)) + list(range(cols_new - w0, cols_new))
         else:
             col_map = list(range(cols_old))
-        added = [c for c in range(cols_new) if c not in set(col_map)]
+        added = sorted(set(range(cols_new)) - set(col_map))
         t[:rows, col_map] = value.to(t.dtype)
         t[:t.shape[0] if key == "head.weight" else rows, added] = 0.0
         out[key] = t
@@ -326,18 +326,16 @@ def train_step(cfg: PretrainConfig, step: int, model: UNet3D, heads: torch.nn.Mo
     out, levels = out.float(), [level.float() for level in levels]   # losses in float32
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed * 7919 + step)
+    role_classifier = heads[len(levels)] if cfg.role_weight > 0 else None   # after the per-level projection heads
     proj_heads = heads[:len(levels)]
     if cfg.frozen_channels:                       # only the output level has anything left to train
-        loss, per_level = multilevel_contrastive_loss(levels[-1:], labels, proj_heads[-1:], cfg.n_voxels,
-                                                      cfg.temperature, gen, cfg.identity_weight,
-                                                      cfg.identity_temperature)
-    else:
-        loss, per_level = multilevel_contrastive_loss(levels, labels, proj_heads, cfg.n_voxels, cfg.temperature, gen,
-                                                      cfg.identity_weight, cfg.identity_temperature)
+        levels, proj_heads = levels[-1:], proj_heads[-1:]
+    loss, per_level = multilevel_contrastive_loss(levels, labels, proj_heads, cfg.n_voxels, cfg.temperature, gen,
+                                                  cfg.identity_weight, cfg.identity_temperature)
     role_value = None
     if cfg.role_weight > 0:
         role_feats = out[:, out.shape[1] - cfg.role_channels:] if cfg.role_channels else out
-        role = role_loss(heads[len(levels)], role_feats, roles.reshape(b * v, *roles.shape[2:]))
+        role = role_loss(role_classifier, role_feats, roles.reshape(b * v, *roles.shape[2:]))
         if role is not None:
             loss = loss + cfg.role_weight * role
             role_value = round(float(role.detach()), 4)

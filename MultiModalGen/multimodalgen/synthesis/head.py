@@ -38,9 +38,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from multimodalgen.synthesis.fields import make_generator, multiscale_noise, smooth_noise
+from multimodalgen.synthesis.fields import make_generator, max_filter, multiscale_noise, smooth_noise
 
 HEAD_CLASSES = ("background", "grey matter", "white matter", "cerebrospinal fluid", "skull", "soft tissue")
+GREY, WHITE, CSF, SKULL = (HEAD_CLASSES.index(n) for n in ("grey matter", "white matter", "cerebrospinal fluid", "skull"))
 #: TPM channel order (GM, WM, CSF, bone, soft tissue, air) -> output class value.
 _TPM_TO_CLASS = torch.tensor([1, 2, 3, 4, 5, 0])
 
@@ -88,8 +89,7 @@ def sample_head_params(rng: np.random.Generator, shape: tuple[int, int, int], sp
         subclasses=tuple(int(v) for v in rng.integers(1, 4, len(HEAD_CLASSES))),
         csf_shell_mm=float(rng.uniform(1.5, 4.0) if rng.random() < 0.8 else rng.uniform(4.0, 8.0)),
         skull_table_mm=float(rng.uniform(1.2, 2.5)))
-    skull = HEAD_CLASSES.index("skull")
-    params.subclasses = tuple(max(2, n) if c == skull else n for c, n in enumerate(params.subclasses))  # tables+diploe
+    params.subclasses = tuple(max(2, n) if c == SKULL else n for c, n in enumerate(params.subclasses))  # tables+diploe
     return params
 
 
@@ -180,11 +180,9 @@ def thin_extracerebral_csf(classes: torch.Tensor, outer: torch.Tensor, shell_vox
     distance) from grey or white matter relabelled as skull. Ventricles and sulci (no outer probability) are kept."""
     if not math.isfinite(shell_voxels):
         return classes
-    reach = ((classes == 1) | (classes == 2)).float()[None, None]
-    for _ in range(max(0, int(round(shell_voxels)))):
-        reach = F.max_pool3d(reach, 3, stride=1, padding=1)
-    far = (classes == 3) & outer & (reach[0, 0] < 0.5)
-    return torch.where(far, torch.full_like(classes, 4), classes)
+    reach = max_filter((classes == GREY) | (classes == WHITE), max(0, int(round(shell_voxels))))
+    far = (classes == CSF) & outer & ~reach
+    return torch.where(far, torch.full_like(classes, SKULL), classes)
 
 
 def subclass_map(classes: torch.Tensor, params: HeadParams, gen: torch.Generator) -> torch.Tensor:
@@ -198,17 +196,15 @@ def subclass_map(classes: torch.Tensor, params: HeadParams, gen: torch.Generator
         qs = torch.linspace(-0.6, 0.6, k - 1, device=classes.device)
         sub = torch.where(classes == c, torch.bucketize(noise, qs), sub)
     if params.skull_table_mm > 0:
-        sub = torch.where(classes == 4, skull_layers(classes == 4, params.skull_table_mm / params.spacing), sub)
+        sub = torch.where(classes == SKULL, skull_layers(classes == SKULL, params.skull_table_mm / params.spacing), sub)
     return sub
 
 
 def skull_layers(skull: torch.Tensor, table_voxels: float) -> torch.Tensor:
     """Sub-class `(I, J, K)` int64 of skull voxels (bool `skull`): 0 (cortical table) within `table_voxels` of a
     non-skull voxel, on either face, else 1 (diploe). Zero outside the skull."""
-    outside = (~skull).float()[None, None]
-    for _ in range(max(1, int(round(table_voxels)))):
-        outside = F.max_pool3d(outside, 3, stride=1, padding=1)
-    return torch.where(skull & (outside[0, 0] < 0.5), 1, 0).to(torch.int64)
+    near_surface = max_filter(~skull, max(1, int(round(table_voxels))))
+    return (skull & ~near_surface).to(torch.int64)
 
 
 def render_head(tissue: torch.Tensor, tissue_affine: np.ndarray, params: HeadParams, centre_ras: np.ndarray
