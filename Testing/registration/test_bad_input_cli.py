@@ -87,3 +87,16 @@ def test_apply_with_an_image_as_transform_exits_2(pair, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "transform" in err, err
     assert not (pair / "o.nii.gz").exists()
+
+
+def test_bad_encoder_options_exit_2_before_any_output(pair, capsys):
+    out = pair / "out_enc"
+    code, err = _register(capsys, pair / "f.nii.gz", pair / "m.nii.gz", out, "--encoder", "encoder-v4")
+    assert code == 2 and len(err.splitlines()) == 1 and "--features mind+encoder" in err, err
+    code, err = _register(capsys, pair / "f.nii.gz", pair / "m.nii.gz", out, "--features", "mind+encoder",
+                          "--encoder", "encoder-v4:bones")
+    assert code == 2 and len(err.splitlines()) == 1 and "correspondence" in err, err
+    code, err = _register(capsys, pair / "f.nii.gz", pair / "m.nii.gz", out, "--features", "mind+encoder",
+                          "--encoder", "encoder-v2:tissue")
+    assert code == 2 and len(err.splitlines()) == 1 and "no 'tissue' channel group" in err, err
+    assert not out.exists() or not any(out.iterdir())

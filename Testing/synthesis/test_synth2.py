@@ -235,3 +235,33 @@ def test_skull_is_layered_into_tables_and_diploe():
     for seed in range(5):
         params = sample_head_params(np.random.default_rng(seed), (16, 16, 16), 2.0)
         assert params.subclasses[HEAD_CLASSES.index("skull")] >= 2 and 1.0 <= params.skull_table_mm <= 2.5
+
+
+def test_population_template_labels_are_the_members_majority_and_members_share_the_pose():
+    from multimodalgen.synthesis.head import sample_head_params
+    from multimodalgen.synthesis.subjects import member_params, population_classes, smoothed_classes
+
+    a = torch.full((12, 12, 12), 2, dtype=torch.int64)
+    b, c = a.clone(), a.clone()
+    a[5], b[5], c[6] = 1, 1, 1                      # a ribbon where two of three members have it
+    out = population_classes([a, b, c], 0.0, 1.0)
+    assert out.dtype == torch.int64 and bool((out[5] == 1).all()) and bool((out[6] == 2).all())
+    assert torch.equal(population_classes([a], 6.0, 2.0), smoothed_classes(a, 6.0, 2.0))
+    rng = np.random.default_rng(0)
+    first = sample_head_params(rng, (24, 24, 24), 3.0)
+    other = member_params(rng, first)
+    assert (other.rotation_deg, other.scale, other.shear, other.flip_lr, other.centre_offset_mm, other.subclasses) == (
+        first.rotation_deg, first.scale, first.shear, first.flip_lr, first.centre_offset_mm, first.subclasses)
+    assert other.seed != first.seed and other.folding != first.folding and other.elastic_mm[0] >= 2.0
+
+
+def test_population_templates_are_deterministic_and_valid(label_folder):
+    from multimodalgen.synthesis.label_sources import read_label_folder
+    from multimodalgen.synthesis.subjects import HeadSubjectSampler
+
+    sampler = HeadSubjectSampler(read_label_folder(label_folder))
+    for seed in range(4):
+        one = sampler.sample(seed, (24, 24, 24), 3.0, ("T1", "T2"), p_partial=0.0, p_template=1.0)
+        two = sampler.sample(seed, (24, 24, 24), 3.0, ("T1", "T2"), p_partial=0.0, p_template=1.0)
+        assert torch.equal(one.classes, two.classes) and torch.equal(one.images["T2"], two.images["T2"])
+        assert set(one.classes.unique().tolist()) <= set(range(6)) and bool(torch.isfinite(one.images["T1"]).all())

@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", default="")
     ap.add_argument("--k", default="1,3,5")
     ap.add_argument("--encoder", default="off")
+    ap.add_argument("--encoder-name", default="encoder-v2", help="shipped encoder NAME[:GROUP], e.g. encoder-v4:tissue")
     ap.add_argument("--encoder-checkpoint", default=None, help="use this encoder training checkpoint (last.pt) "
                     "for the encoder features (compare with / without the encoder before weights are shipped)")
     ap.add_argument("overrides", nargs="*")
@@ -65,7 +66,7 @@ def main(argv=None) -> int:
     from multimodalgen.fewshot.extend import ExtendConfig
 
     extend = ExtendConfig(**{k[7:]: v for k, v in overrides.items() if k.startswith("extend.")})
-    config = FewShotConfig(features=FeatureConfig(encoder=a.encoder), head=head, extend=extend,
+    config = FewShotConfig(features=FeatureConfig(encoder=a.encoder, encoder_name=a.encoder_name), head=head, extend=extend,
                            **{k: v for k, v in overrides.items() if k not in head_keys and not k.startswith("extend.")})
     model = None
     if a.encoder_checkpoint:

@@ -25,10 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_HARNESS = ROOT.parent / "shared" / "bench" / "registration" / "run.py"
 
 
-def tool_command(venv_bin: Path, threads: int, preset: str) -> str:
-    """The harness's tool template (placeholders filled per case by the harness)."""
+def tool_command(venv_bin: Path, threads: int, preset: str, extra: str = "") -> str:
+    """The harness's tool template (placeholders filled per case by the harness); `extra`: more register options."""
     return (f"{venv_bin / 'multimodalgen'} --progress none --threads {threads} register --preset {preset} "
-            "--fixed {fixed} --moving {moving} --moving-labels {moving_labels} --out-dir {out}")
+            + (extra + " " if extra else "") + "--fixed {fixed} --moving {moving} --moving-labels {moving_labels} "
+            "--out-dir {out}")
 
 
 def main(argv=None) -> int:
@@ -40,6 +41,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--preset", default="fast", choices=("fast", "accurate"))
     ap.add_argument("--tool-name", default="multimodalgen")
+    ap.add_argument("--tool-args", default="", help="more register options, e.g. "
+                    "'--features mind+encoder --encoder encoder-v4:correspondence' (name the column with --tool-name)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     a = ap.parse_args(argv)
     venv_bin = Path(sys.executable).parent
@@ -48,7 +51,7 @@ def main(argv=None) -> int:
         return 2
     out = Path(a.out).resolve()  # the harness runs in its own (read-only) folder
     cmd = [sys.executable, a.harness, "--set", a.set, "--methods", a.methods,
-           "--tool", tool_command(venv_bin, a.threads, a.preset), "--tool-name", a.tool_name, "--out", str(out)]
+           "--tool", tool_command(venv_bin, a.threads, a.preset, a.tool_args), "--tool-name", a.tool_name, "--out", str(out)]
     if a.set == "heldout":
         from heldout_cases import DEFAULT_DATA, SHARED, build
 

@@ -38,7 +38,8 @@ class FeatureConfig:
             (default: measured on 2026-11-26 with `benchmarks/fewshot/eval_inprocess.py`, adding the encoder's
             features lowers the dev benchmark's mean Dice at K = 1/3/5 from .702/.812/.865 to .561/.725/.834 with
             encoder-v2 and to .599/.789/.860 with encoder-v1: they help voxel matching, not this head).
-        encoder_name: folder of the encoder weights under the shipped models folder.
+        encoder_name: the shipped encoder as NAME[:GROUP] (`multimodalgen.encoder.channels`): its folder under the
+            shipped models folder and, for a grown encoder, the channel group to use (e.g. "encoder-v4:tissue").
     """
 
     scales_mm: tuple[float, ...] = (1.0, 2.0, 4.0)
@@ -48,6 +49,9 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         if self.encoder not in ENCODER_MODES:
             raise UserInputError("invalid encoder mode", expected=" or ".join(ENCODER_MODES), got=repr(self.encoder))
+        from multimodalgen.encoder.channels import parse_encoder_spec
+
+        parse_encoder_spec(self.encoder_name)
         if not self.scales_mm or any(float(s) <= 0 for s in self.scales_mm):
             raise UserInputError("invalid feature scales", expected="positive scales in mm",
                                  got=str(list(self.scales_mm)))
@@ -128,7 +132,9 @@ def intensity_features(normalised: np.ndarray, stats: np.ndarray, spacing, confi
 def encoder_weights_dir(config: FeatureConfig) -> Path:
     from multimodalgen.models.registry import shipped_models_dir
 
-    return shipped_models_dir() / config.encoder_name
+    from multimodalgen.encoder.channels import parse_encoder_spec
+
+    return shipped_models_dir() / (parse_encoder_spec(config.encoder_name)[0] or "encoder-v2")
 
 
 def encoder_available(config: FeatureConfig) -> tuple[bool, str]:
@@ -161,21 +167,27 @@ def require_encoder_if_asked(config: FeatureConfig) -> bool:
 
 def encoder_features(volume_channels: list, device, model=None,
                      encoder_name: str | None = None) -> tuple[np.ndarray, object]:
-    """Encoder features of each channel Volume (same grid): `(16 * C, I, J, K)` float32 standardised, and the model.
+    """Encoder features of each channel Volume (same grid): `(G * C, I, J, K)` float32 standardised (G = the
+    channels of the group named in `encoder_name` "NAME[:GROUP]", 16 for all), and the model.
 
-    `model` (already loaded) wins; otherwise the shipped encoder `encoder_name` (default: the default encoder)."""
+    `model` (already loaded) wins; otherwise the shipped encoder NAME (default: the default encoder)."""
+    from multimodalgen.encoder.channels import channel_range, parse_encoder_spec
     from multimodalgen.encoder.inference import features_for_volume
+    from multimodalgen.encoder.weights import encoder_dir
 
+    name, group = parse_encoder_spec(encoder_name)
     if model is None:
         from multimodalgen.encoder.weights import load_encoder
 
-        model = load_encoder(encoder_name, device=device)
+        model = load_encoder(name, device=device)
+    first, stop = channel_range(encoder_dir(name), model.config.out_channels, group) if group != "all" else (0, None)
     out = []
     for vol in volume_channels:
         feats = features_for_volume(vol, model=model, device=device)
         arr = np.asarray(feats.array if hasattr(feats, "array") else feats, np.float32)
         if arr.ndim == 3:
             arr = arr[None]
+        arr = arr[first:stop]
         mean = arr.reshape(arr.shape[0], -1).mean(1)[:, None, None, None]
         std = arr.reshape(arr.shape[0], -1).std(1)[:, None, None, None] + 1e-3
         out.append((arr - mean) / std)

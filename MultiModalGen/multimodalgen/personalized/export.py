@@ -60,7 +60,9 @@ def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | No
                 "CT (HU) and PET-like images of the same subject, with random slice thickness 1-7 mm, smoothing, bias, "
                 "noise, EPI distortion and cut fields of view" + (
                     f"; {cfg.p_template:.0%} template-like subjects (every modality smoothed 4-10 mm FWHM, classes "
-                    "labelled at that resolution)" if cfg.p_template else "") + ". Label sources: " + ", ".join(
+                    "labelled at that resolution" + (
+                        "; 60 % of them population templates, the average of 4-8 individual heads with classes by "
+                        "majority" if _engine_at_least(synth_version, (2, 3)) else "") + ")" if cfg.p_template else "") + ". Label sources: " + ", ".join(
                     f"{k} ({v['licence']})" for k, v in training["label_sources"].items()) + ". No real image, and "
                 "no non-commercial atlas, was used.")
     else:
@@ -125,3 +127,11 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _engine_at_least(synth_version: str, minimum: tuple[int, ...]) -> bool:
+    """Whether a data-engine version like "synth-2.3" is at least `minimum` (numeric, so 2.10 > 2.3)."""
+    try:
+        return tuple(int(v) for v in synth_version.split("-", 1)[1].split(".")) >= minimum
+    except (IndexError, ValueError):
+        return False

@@ -36,18 +36,20 @@ def _read_inputs(fixed, moving, moving_labels, fixed_mask, moving_mask):
     return vols
 
 
-def provenance(uses_encoder: bool, **options) -> dict:
-    """What produced the outputs: package version, every option, the models used with their sha256."""
+def provenance(encoder_used: str | None, **options) -> dict:
+    """What produced the outputs: package version, every option, the models used with their sha256.
+    `encoder_used`: the encoder spec the features used ("default" = the default encoder), None when none was used."""
     import multimodalgen
-    from multimodalgen.models.registry import DEFAULT_MODELS, shipped_models_dir
+    from multimodalgen.encoder.channels import parse_encoder_spec
+    from multimodalgen.encoder.weights import DEFAULT_ENCODER, encoder_dir
 
     models = {}
-    config = shipped_models_dir() / DEFAULT_MODELS["encoder"] / "config.json"
-    if uses_encoder and config.is_file():
+    if encoder_used:
         import json
 
-        data = json.loads(config.read_text(encoding="utf-8"))
-        models["encoder"] = {"name": data.get("name"), "sha256": data.get("sha256")}
+        name, group = parse_encoder_spec(None if encoder_used == "default" else encoder_used)
+        data = json.loads((encoder_dir(name or DEFAULT_ENCODER) / "config.json").read_text(encoding="utf-8"))
+        models["encoder"] = {"name": data.get("name"), "sha256": data.get("sha256"), "channel_group": group}
     return {"package": "multimodalgen", "version": multimodalgen.__version__, "options": options,
             "models": models}
 
@@ -56,7 +58,8 @@ def register_files(fixed, moving, out, *, ctx: RunContext | None = None, moving_
                    fixed_mask=None, moving_mask=None, mode: str | None = None, preset: str | None = None,
                    init: str | None = None, overlay: bool = True, resample: bool = True,
                    diffeomorphic: bool | None = None, inverse_consistent: bool | None = None,
-                   moving_segments: list | None = None, outputs=None) -> Result:
+                   moving_segments: list | None = None, outputs=None, features: str | None = None,
+                   encoder: str | None = None) -> Result:
     """The `register` verb: register image files and write the chosen outputs into folder `out` as one set.
 
     Args:
@@ -70,6 +73,7 @@ def register_files(fixed, moving, out, *, ctx: RunContext | None = None, moving_
         outputs: output names to write (see `outputs.OUTPUT_FILES`; None = `outputs.DEFAULT_OUTPUTS`).
         overlay, resample: False leaves overlay.png / warped.nii.gz out of the default set.
         moving_segments: optional [{label, name, color}] of the moving labels, kept on warped_labels.
+        features, encoder: "mind" (default) or "mind+encoder" with the encoder NAME[:GROUP] (`encoder.channels`).
 
     Returns:
         `Result`: outputs {name: path} of the written files (transform.h5: ITK, LPS, fixed -> moving;
@@ -100,7 +104,7 @@ def register_files(fixed, moving, out, *, ctx: RunContext | None = None, moving_
     result = register_volumes(vols["fixed"], vols["moving"], mode=mode, preset=preset,
                               fixed_mask=vols["fixed_mask"], moving_mask=vols["moving_mask"], init=init,
                               device=ctx.torch_device(), progress=progress, diffeomorphic=diffeomorphic,
-                              inverse_consistent=inverse_consistent)
+                              inverse_consistent=inverse_consistent, features=features, encoder=encoder)
     report = result.report
     timings = report["timings_s"]
     report["affine"] = np.asarray(result.affine, dtype=np.float64).round(10).tolist()
@@ -109,7 +113,8 @@ def register_files(fixed, moving, out, *, ctx: RunContext | None = None, moving_
                                                ("moving_mask", moving_mask)) if v}
     timings["read"] = round(t_read, 3)
     timings["import_torch"] = round(t_import, 3)
-    report["provenance"] = provenance(report.get("features", {}).get("kind") == "mind+encoder", mode=mode,
+    report["provenance"] = provenance(report.get("features", {}).get("encoder"), features=features or "mind",
+                                      encoder=encoder, mode=mode,
                                       preset=preset, init=init, diffeomorphic=diffeomorphic,
                                       inverse_consistent=inverse_consistent, outputs=list(wanted),
                                       device=str(ctx.torch_device()))

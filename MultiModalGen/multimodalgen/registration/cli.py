@@ -29,6 +29,12 @@ def add_parser(subparsers) -> None:
                    help="integrate the deformable field as a stationary velocity (scaling and squaring)")
     p.add_argument("--inverse-consistent", action="store_true", default=None,
                    help="make the discrete stage inverse-consistent (default on with --preset accurate)")
+    p.add_argument("--features", choices=("mind", "mind+encoder"), default=None,
+                   help="similarity features: mind (MIND-SSC, default) or mind+encoder (adds 0.1 x the foundation "
+                        "encoder's features; slower, see benchmarks/registration/README.md)")
+    p.add_argument("--encoder", default=None, metavar="NAME[:GROUP]",
+                   help="encoder of --features mind+encoder and its channel group (all | correspondence | tissue), "
+                        "e.g. encoder-v4:correspondence (default: the default encoder, all channels)")
     p.add_argument("--outputs", default="default", metavar="NAMES",
                    help="comma-separated outputs to write, among " + ", ".join(OUTPUT_FILES) + "; 'default' = "
                         + ",".join(DEFAULT_OUTPUTS) + " (displacement is opt-in: a dense field, tens of MB on a 1 mm "
@@ -88,5 +94,6 @@ def run(args, ctx) -> int:
               "fixed_labels": args.fixed_labels, "fixed_mask": args.fixed_mask, "moving_mask": args.moving_mask,
               "mode": args.mode, "preset": args.preset, "init": args.init, "overlay": not args.no_overlay,
               "outputs": args.outputs,
-              "diffeomorphic": args.diffeomorphic, "inverse_consistent": args.inverse_consistent}
+              "diffeomorphic": args.diffeomorphic, "inverse_consistent": args.inverse_consistent,
+              "features": args.features, "encoder": args.encoder}
     return run_verb_and_print(args, ctx, "register", params, args.out_dir)

@@ -64,7 +64,8 @@ def register_volumes(fixed: Volume, moving: Volume, *, mode: str = "deformable",
                      fixed_mask: Volume | None = None, moving_mask: Volume | None = None,
                      moving_labels: Volume | None = None, init: str = "moments", device="cpu",
                      progress=None, config: RegistrationConfig | None = None,
-                     diffeomorphic: bool | None = None, inverse_consistent: bool | None = None) -> RegistrationResult:
+                     diffeomorphic: bool | None = None, inverse_consistent: bool | None = None,
+                     features: str | None = None, encoder: str | None = None) -> RegistrationResult:
     """Register `moving` to `fixed` (any grids, orientations, resolutions).
 
     Args:
@@ -77,6 +78,8 @@ def register_volumes(fixed: Volume, moving: Volume, *, mode: str = "deformable",
             `register_files`, which warps them).
         init: "moments" (centres of mass), "centers" (field-of-view centres) or "none" (header geometry).
         device: torch device or name.
+        features, encoder: "mind" (default) or "mind+encoder" with the encoder NAME[:GROUP] (`encoder.channels`,
+            e.g. "encoder-v4:correspondence"; None = the default encoder, all channels).
 
     Returns:
         RegistrationResult with the displacement on the fixed grid (RAS mm) and a report.
@@ -89,7 +92,8 @@ def register_volumes(fixed: Volume, moving: Volume, *, mode: str = "deformable",
     _validate(fixed, moving, mode, init)
     _check_mask(fixed_mask, "fixed mask")
     _check_mask(moving_mask, "moving mask")
-    cfg = config or preset_config(preset, diffeomorphic=diffeomorphic, inverse_consistent=inverse_consistent)
+    cfg = config or preset_config(preset, diffeomorphic=diffeomorphic, inverse_consistent=inverse_consistent,
+                                  features=features, encoder=encoder)
     device = torch.device(device) if not isinstance(device, torch.device) else device
     report: dict = {"mode": mode, "preset": preset, "init": init, "device": str(device), "stages": [],
                     "config": cfg.to_dict()}
@@ -144,7 +148,7 @@ def register_volumes(fixed: Volume, moving: Volume, *, mode: str = "deformable",
     t0 = time.perf_counter()
     from multimodalgen.registration.features import compute_features, load_encoder_if_shipped
 
-    encoder = load_encoder_if_shipped(device) if cfg.features in ("auto", "mind+encoder") else None
+    encoder = load_encoder_if_shipped(device, cfg.encoder) if cfg.features in ("auto", "mind+encoder") else None
     if cfg.features == "mind+encoder" and encoder is None:
         raise UserInputError("encoder features were requested but no encoder weights are shipped",
                              expected="a shipped encoder (multimodalgen models list)", fix="use features 'mind'")
@@ -153,6 +157,9 @@ def register_volumes(fixed: Volume, moving: Volume, *, mode: str = "deformable",
     fix_feat = compute_features(ft(fix_img), kind=kind, encoder=encoder, spacing_mm=fgrid.spacing)
     weight = ft(fweight)
     report["features"] = {"kind": kind, "channels": int(fix_feat.shape[1])}
+    if encoder is not None:
+        report["features"]["encoder"] = cfg.encoder or "default"
+        report["features"]["encoder_channels"] = list(encoder[1])
     timings["features"] = round(time.perf_counter() - t0, 3)
     progress.check_cancelled()
 

@@ -11,25 +11,34 @@ ENCODER_WEIGHT = 0.1
 FEATURE_KINDS = ("mind", "mind+encoder", "auto")
 
 
-def load_encoder_if_shipped(device):
-    """The shipped foundation encoder, or None when no encoder weights are shipped."""
-    from multimodalgen.encoder.weights import load_encoder
+def load_encoder_if_shipped(device, spec: str | None = None):
+    """The shipped foundation encoder `spec` ("NAME[:GROUP]", `encoder.channels`; None = the default encoder, all
+    channels) as `(model, (first, stop) channels)`, or None when no encoder weights are shipped.
+    An unknown channel group or a group this encoder lacks is a UserInputError (not a silent fallback)."""
+    from multimodalgen.encoder.channels import channel_range, parse_encoder_spec
+    from multimodalgen.encoder.weights import encoder_dir, load_encoder
     from multimodalgen.errors import UserInputError
 
+    name, group = parse_encoder_spec(spec)
     try:
-        return load_encoder(device=device)
+        model = load_encoder(name, device=device)
     except UserInputError:  # no shipped weights: MIND alone is the documented fallback
+        if name is not None:
+            raise
         return None
+    return model, channel_range(encoder_dir(name), model.config.out_channels, group)
 
 
 def encoder_features(encoder, image, spacing_mm: float):
-    """Encoder features of a `(1, 1, I, J, K)` image in [0, 1] -> `(1, C, I, J, K)` (unit RMS per channel)."""
+    """Encoder features of a `(1, 1, I, J, K)` image in [0, 1] -> `(1, C, I, J, K)` (unit RMS per channel).
+    `encoder`: a model, or `(model, (first, stop))` from `load_encoder_if_shipped` (only those channels)."""
     import torch
 
     from multimodalgen.encoder.inference import extract_features
 
-    feats = extract_features(image[0, 0], encoder, device=image.device)
-    feats = torch.as_tensor(feats, dtype=image.dtype, device=image.device)[None]
+    model, (first, stop) = encoder if isinstance(encoder, tuple) else (encoder, (0, None))
+    feats = extract_features(image[0, 0], model, device=image.device)
+    feats = torch.as_tensor(feats, dtype=image.dtype, device=image.device)[None, first:stop]
     rms = feats.pow(2).mean(dim=(2, 3, 4), keepdim=True).clamp_min(1e-12).sqrt()
     return feats / rms
 

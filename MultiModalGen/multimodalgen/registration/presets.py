@@ -40,14 +40,26 @@ class RegistrationConfig:
     # (2026-11-26) adding encoder-v2 at weight 0.1 / 0.3 moved mean TRE 2.093 -> 2.073 / 2.102 mm and Dice
     # .842 -> .844 / .849, within case-to-case noise, and added ~6 s per case (benchmarks/registration/README.md).
     features: str = "mind"
+    # the encoder of "mind+encoder": NAME[:GROUP] (`encoder.channels`; None = the default encoder, all channels).
+    # A grown encoder's correspondence channels are the ones made for matching (encoder-v4:correspondence).
+    encoder: str | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def preset_config(preset: str, *, diffeomorphic: bool | None = None,
-                  inverse_consistent: bool | None = None) -> RegistrationConfig:
-    """The configuration of a preset, with optional overrides of the deformable options."""
+def preset_config(preset: str, *, diffeomorphic: bool | None = None, inverse_consistent: bool | None = None,
+                  features: str | None = None, encoder: str | None = None) -> RegistrationConfig:
+    """The configuration of a preset, with optional overrides of the deformable options and of the features
+    (`features` "mind" | "mind+encoder" | "auto"; `encoder` NAME[:GROUP], see `encoder.channels`)."""
+    from multimodalgen.registration.features import FEATURE_KINDS
+
+    if features is not None and features not in FEATURE_KINDS:
+        raise UserInputError("unknown registration features", expected=" | ".join(FEATURE_KINDS), got=repr(features),
+                             fix="use --features mind (default) or mind+encoder")
+    if encoder and (features or "mind") == "mind":
+        raise UserInputError("an encoder was given but the features are MIND alone", got=f"encoder {encoder!r}",
+                             fix="add --features mind+encoder, or leave --encoder out")
     if preset not in PRESETS:
         raise UserInputError("unknown preset", expected=" | ".join(PRESETS), got=repr(preset))
     if preset == "fast":
@@ -69,4 +81,11 @@ def preset_config(preset: str, *, diffeomorphic: bool | None = None,
         cfg.deformable.diffeomorphic = bool(diffeomorphic)
     if inverse_consistent is not None:
         cfg.deformable.inverse_consistent = bool(inverse_consistent)
+    if features is not None:
+        cfg.features = features
+    if encoder:
+        from multimodalgen.encoder.channels import parse_encoder_spec
+
+        parse_encoder_spec(encoder)             # an unknown group fails here, before any work
+        cfg.encoder = encoder
     return cfg

@@ -16,6 +16,16 @@ maps of its smoothed templates (a voxel belongs to the tissue that dominates its
 the network had to guess a cortical ribbon the image cannot show and called the whole blurred cortex white matter.
 Sharp images (the other subjects) keep sharp labels, and per-modality smoothing (a blurry PET beside a sharp T1)
 keeps them too, since the other modalities still show the anatomy.
+
+Population templates (synth-2.3): 60 % of the template-like subjects are averages of 4-8 *members*, as MNI templates
+are averages of affinely aligned brains. The members share the pose, the tissue properties and the acquisition (each
+its own noise), and differ in everything individual (elastic displacement, folding, cortical thickness, ventricles,
+sulcal and extracerebral CSF, skull). Images are the mean of the members' images; classes are the argmax of the
+members' mean one-hot map (smoothed like the images, FWHM 0 or 4-10 mm), which is how SPM's a-priori tissue maps of
+its templates are made. Where sulci and the subarachnoid space fall at a different place in every member, grey matter
+dominates: the template's grey-matter band is broad and its CSF is mostly the ventricles (SPM oldseg: 1050 mL grey,
+190 mL CSF). A single smoothed subject keeps its thin ribbon and its CSF shell, so a network trained on those alone put
+a template's cortex one band outward, in the blurred CSF/skull band.
 """
 
 from __future__ import annotations
@@ -26,12 +36,12 @@ import numpy as np
 import torch
 
 from multimodalgen.synthesis.fields import gaussian_blur
-from multimodalgen.synthesis.head import brain_centre, render_head, sample_head_params
+from multimodalgen.synthesis.head import HeadParams, brain_centre, render_head, sample_head_params
 from multimodalgen.synthesis.label_sources import LabelSources
 from multimodalgen.synthesis.physics import (MODALITIES, render_modality, sample_acquisition,
                                              sample_tissue_properties)
 
-SYNTH2_VERSION = "synth-2.2"
+SYNTH2_VERSION = "synth-2.3"
 
 
 @dataclasses.dataclass
@@ -69,14 +79,25 @@ class HeadSubjectSampler:
         params = sample_head_params(rng, shape, spacing)
         classes, subclasses, affine = render_head(self.tissue, self.affine, params, self.centre)
         table = sample_tissue_properties(rng, params.subclasses)
-        template_fwhm = float(rng.uniform(4.0, 10.0)) if p_template > 0 and rng.random() < p_template else 0.0
+        template = p_template > 0 and rng.random() < p_template
+        template_fwhm = float(rng.uniform(4.0, 10.0)) if template else 0.0
         acquisitions = {m: sample_acquisition(rng, m, p_epi=p_epi) for m in modalities}
-        if template_fwhm > 0:
+        if template:
             acquisitions = {m: dataclasses.replace(a, smooth_fwhm_mm=template_fwhm, slice_mm=spacing, epi=False)
                             for m, a in acquisitions.items()}
-        images = {m: render_modality(classes, subclasses, table, acq, spacing) for m, acq in acquisitions.items()}
-        if template_fwhm > 0:
-            classes = smoothed_classes(classes, template_fwhm, spacing)
+        members = [(classes, subclasses)]
+        if template and rng.random() < 0.6:                 # a population template (see module docstring)
+            if rng.random() < 0.3:
+                template_fwhm = 0.0
+                acquisitions = {m: dataclasses.replace(a, smooth_fwhm_mm=0.0) for m, a in acquisitions.items()}
+            for _ in range(int(rng.integers(3, 8))):
+                member = member_params(rng, params)
+                members.append(render_head(self.tissue, self.affine, member, self.centre)[:2])
+        images = {m: torch.stack([render_modality(c, s, table, dataclasses.replace(acq, seed=acq.seed + k), spacing)
+                                  for k, (c, s) in enumerate(members)]).mean(0)
+                  for m, acq in acquisitions.items()}
+        if template:
+            classes = population_classes([c for c, _ in members], template_fwhm, spacing)
         if rng.random() < p_partial:
             keep = _field_of_view(rng, tuple(shape), self.device)
             classes = torch.where(keep, classes, torch.zeros_like(classes))
@@ -104,7 +125,27 @@ def _field_of_view(rng: np.random.Generator, shape: tuple[int, int, int], device
 def smoothed_classes(classes: torch.Tensor, fwhm_mm: float, spacing: float) -> torch.Tensor:
     """Classes labelled at a coarser resolution: argmax over the one-hot map `(C, I, J, K)` smoothed with a Gaussian
     of `fwhm_mm` (grid spacing `spacing` mm). `(I, J, K)` int64 in, same shape and values out."""
-    sigma = fwhm_mm / (2.0 * (2.0 * np.log(2.0)) ** 0.5) / spacing
-    n = int(classes.max()) + 1
-    smooth = torch.stack([gaussian_blur((classes == c).float(), (sigma, sigma, sigma)) for c in range(n)])
-    return smooth.argmax(dim=0).to(classes.dtype)
+    return population_classes([classes], fwhm_mm, spacing)
+
+
+def population_classes(members: list[torch.Tensor], fwhm_mm: float, spacing: float) -> torch.Tensor:
+    """Classes of an average of subjects: argmax over the members' mean one-hot map `(C, I, J, K)`, smoothed with a
+    Gaussian of `fwhm_mm` (0 = not smoothed; grid spacing `spacing` mm). Members are `(I, J, K)` int64 class maps on
+    one grid; out: `(I, J, K)`, their dtype. Ties go to the lower class value."""
+    n = int(max(int(c.max()) for c in members)) + 1
+    mean = torch.stack([torch.stack([(c == k).float() for k in range(n)]) for c in members]).mean(0)
+    if fwhm_mm > 0:
+        sigma = fwhm_mm / (2.0 * (2.0 * np.log(2.0)) ** 0.5) / spacing
+        mean = torch.stack([gaussian_blur(m, (sigma, sigma, sigma)) for m in mean])
+    return mean.argmax(dim=0).to(members[0].dtype)
+
+
+def member_params(rng: np.random.Generator, first: HeadParams) -> HeadParams:
+    """Another member of a population template: `first`'s pose, grid and texture sub-classes (the template's members
+    are aligned and imaged alike), everything individual drawn anew, with the inter-subject elastic variability that
+    an affine alignment leaves (coarse 2-6 mm, fine 0.5-2 mm)."""
+    own = sample_head_params(rng, first.shape, first.spacing)
+    return dataclasses.replace(own, rotation_deg=first.rotation_deg, scale=first.scale, shear=first.shear,
+                               flip_lr=first.flip_lr, centre_offset_mm=first.centre_offset_mm,
+                               subclasses=first.subclasses,
+                               elastic_mm=(float(rng.uniform(2.0, 6.0)), float(rng.uniform(0.5, 2.0))))

@@ -136,7 +136,8 @@ VERBS: dict[str, Verb] = {v.name: v for v in (
         _p("fixed", "file", True), _p("moving", "file", True), _p("moving_labels", "file"),
         _p("fixed_labels", "file"), _p("fixed_mask", "file"), _p("moving_mask", "file"), _p("mode"), _p("preset"),
         _p("init"), _p("diffeomorphic", "bool"), _p("inverse_consistent", "bool"), _p("overlay", "bool"),
-        _p("resample", "bool"), _p("moving_segments", "json"), _p("outputs", "json")),
+        _p("resample", "bool"), _p("moving_segments", "json"), _p("outputs", "json"), _p("features"),
+        _p("encoder")),
         "register moving to fixed: transform.h5, inverse_transform.h5, warped*.nii.gz, overlay.png, report.json "
         "(displacement.nii.gz on request)"),
     Verb("apply", "multimodalgen.registration.apply:apply_file", "file", "warped.nii.gz", (
