@@ -1,6 +1,7 @@
 """Real cross-subject CT -> MR example: InVesalius head CT (moving) onto the colin27 ch2 T1 MR head (fixed).
 
     python benchmarks/registration/ct_mr_example.py [--out-dir benchmarks/registration/ct_mr_example] [--threads 2]
+        [--features mind+encoder --encoder encoder-v4:correspondence]
 
 No ground-truth transform exists for a real pair; it is judged by the Dice of the head masks (MR: head outline of
 the T1 by Otsu threshold + hole filling; CT: voxels above -300 HU + hole filling, the CT's head warped with the
@@ -50,6 +51,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out-dir", default=str(Path(__file__).resolve().parent / "ct_mr_example"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--preset", default="fast")
+    ap.add_argument("--features", default=None, help="register --features (mind or mind+encoder; default: the preset's)")
+    ap.add_argument("--encoder", default=None, help="register --encoder NAME[:GROUP] with --features mind+encoder")
     ap.add_argument("--keep-outputs", action="store_true", help="keep transform.h5, displacement and warped image")
     a = ap.parse_args(argv)
     import torch
@@ -67,7 +70,8 @@ def main(argv=None) -> int:
     fixed, moving = read_volume(MR, "T1"), read_volume(CT, "CT")
     fixed_head = head_mask(fixed.array.astype(np.float32), ct=False)
     moving_head = Volume(head_mask(moving.array.astype(np.float32), ct=True).astype(np.uint8), moving.affine, "LABEL")
-    results = {"fixed": str(MR), "moving": str(CT), "fixed_head_voxels": int(fixed_head.sum())}
+    results = {"fixed": str(MR), "moving": str(CT), "fixed_head_voxels": int(fixed_head.sum()),
+               "features": a.features, "encoder": a.encoder}
 
     def score(result: RegistrationResult | None) -> dict:
         warped = (warp_volume(result, moving_head, "nearest").array if result is not None
@@ -85,7 +89,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     from multimodalgen.verbs import RunContext
 
-    report = register_files(MR, CT, out, mode="deformable", preset=a.preset, ctx=RunContext(device="cpu"))
+    report = register_files(MR, CT, out, mode="deformable", preset=a.preset, ctx=RunContext(device="cpu"),
+                            features=a.features, encoder=a.encoder)
     seconds = round(time.perf_counter() - t0, 2)
     # the deformable result is scored through the written transform.h5 with SimpleITK (independent of our code)
     import SimpleITK as sitk

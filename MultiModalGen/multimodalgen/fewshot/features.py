@@ -37,7 +37,9 @@ class FeatureConfig:
         encoder: "auto" (use the foundation encoder when its weights are shipped), "on" (required), "off"
             (default: measured on 2026-11-26 with `benchmarks/fewshot/eval_inprocess.py`, adding the encoder's
             features lowers the dev benchmark's mean Dice at K = 1/3/5 from .702/.812/.865 to .561/.725/.834 with
-            encoder-v2 and to .599/.789/.860 with encoder-v1: they help voxel matching, not this head).
+            encoder-v2 and to .599/.789/.860 with encoder-v1: they help voxel matching, not this head; re-measured
+            2026-12-04 on the current engine: off .679/.791/.833, encoder-v4:tissue .641/.772/.808,
+            encoder-v4:correspondence .573/.711/.806, all 16 of encoder-v4 .578/.745/.809).
         encoder_name: the shipped encoder as NAME[:GROUP] (`multimodalgen.encoder.channels`): its folder under the
             shipped models folder and, for a grown encoder, the channel group to use (e.g. "encoder-v4:tissue").
     """

@@ -38,7 +38,9 @@ class RegistrationConfig:
     deformable: ConvexAdamConfig = dataclasses.field(default_factory=ConvexAdamConfig)
     # "mind", "mind+encoder" or "auto" (encoder when shipped). MIND alone by default: on the 4 dev cases
     # (2026-11-26) adding encoder-v2 at weight 0.1 / 0.3 moved mean TRE 2.093 -> 2.073 / 2.102 mm and Dice
-    # .842 -> .844 / .849, within case-to-case noise, and added ~6 s per case (benchmarks/registration/README.md).
+    # .842 -> .844 / .849, within case-to-case noise, and added ~6 s per case (benchmarks/registration/README.md);
+    # 2026-12-04, encoder-v4 (any channel group): Dice .843-.845, TRE 2.047-2.066 mm vs 2.059, CT -> MR head
+    # Dice .9780 vs .9784, time x1.8 (results/encoder_features_2026-12-04.md).
     features: str = "mind"
     # the encoder of "mind+encoder": NAME[:GROUP] (`encoder.channels`; None = the default encoder, all channels).
     # A grown encoder's correspondence channels are the ones made for matching (encoder-v4:correspondence).
