@@ -125,9 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
 
 def _engine_at_least(synth_version: str, minimum: tuple[int, ...]) -> bool:
     """Whether a data-engine version like "synth-2.3" is at least `minimum` (numeric, so 2.10 > 2.3)."""
@@ -135,3 +132,7 @@ def _engine_at_least(synth_version: str, minimum: tuple[int, ...]) -> bool:
         return tuple(int(v) for v in synth_version.split("-", 1)[1].split(".")) >= minimum
     except (IndexError, ValueError):
         return False
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
