@@ -57,3 +57,12 @@ def channel_range(folder: str | Path, out_channels: int, group: str) -> tuple[in
                              expected=" | ".join(groups), got=repr(group),
                              fix="use a grown encoder (e.g. encoder-v4) for channel groups, or the group 'all'")
     return groups[group]
+
+
+def spec_channels(spec: str | None, out_channels: int) -> tuple[int, int]:
+    """The `(first, stop)` channels that the encoder spec "NAME[:GROUP]" selects from an encoder with `out_channels`
+    outputs (the group "all" needs no folder; the others are read from NAME's folder, see `channel_range`)."""
+    from multimodalgen.encoder.weights import encoder_dir
+
+    name, group = parse_encoder_spec(spec)
+    return (0, int(out_channels)) if group == "all" else channel_range(encoder_dir(name), out_channels, group)

@@ -132,11 +132,10 @@ def intensity_features(normalised: np.ndarray, stats: np.ndarray, spacing, confi
 
 # -- encoder features ---------------------------------------------------------------------------------------------
 def encoder_weights_dir(config: FeatureConfig) -> Path:
-    from multimodalgen.models.registry import shipped_models_dir
-
     from multimodalgen.encoder.channels import parse_encoder_spec
+    from multimodalgen.models.registry import DEFAULT_MODELS, shipped_models_dir
 
-    return shipped_models_dir() / (parse_encoder_spec(config.encoder_name)[0] or "encoder-v2")
+    return shipped_models_dir() / (parse_encoder_spec(config.encoder_name)[0] or DEFAULT_MODELS["encoder"])
 
 
 def encoder_available(config: FeatureConfig) -> tuple[bool, str]:
@@ -173,16 +172,14 @@ def encoder_features(volume_channels: list, device, model=None,
     channels of the group named in `encoder_name` "NAME[:GROUP]", 16 for all), and the model.
 
     `model` (already loaded) wins; otherwise the shipped encoder NAME (default: the default encoder)."""
-    from multimodalgen.encoder.channels import channel_range, parse_encoder_spec
+    from multimodalgen.encoder.channels import parse_encoder_spec, spec_channels
     from multimodalgen.encoder.inference import features_for_volume
-    from multimodalgen.encoder.weights import encoder_dir
 
-    name, group = parse_encoder_spec(encoder_name)
     if model is None:
         from multimodalgen.encoder.weights import load_encoder
 
-        model = load_encoder(name, device=device)
-    first, stop = channel_range(encoder_dir(name), model.config.out_channels, group) if group != "all" else (0, None)
+        model = load_encoder(parse_encoder_spec(encoder_name)[0], device=device)
+    first, stop = spec_channels(encoder_name, model.config.out_channels)
     out = []
     for vol in volume_channels:
         feats = features_for_volume(vol, model=model, device=device)

@@ -15,18 +15,18 @@ def load_encoder_if_shipped(device, spec: str | None = None):
     """The shipped foundation encoder `spec` ("NAME[:GROUP]", `encoder.channels`; None = the default encoder, all
     channels) as `(model, (first, stop) channels)`, or None when no encoder weights are shipped.
     An unknown channel group or a group this encoder lacks is a UserInputError (not a silent fallback)."""
-    from multimodalgen.encoder.channels import channel_range, parse_encoder_spec
-    from multimodalgen.encoder.weights import encoder_dir, load_encoder
+    from multimodalgen.encoder.channels import parse_encoder_spec, spec_channels
+    from multimodalgen.encoder.weights import load_encoder
     from multimodalgen.errors import UserInputError
 
-    name, group = parse_encoder_spec(spec)
+    name = parse_encoder_spec(spec)[0]
     try:
         model = load_encoder(name, device=device)
     except UserInputError:  # no shipped weights: MIND alone is the documented fallback
         if name is not None:
             raise
         return None
-    return model, channel_range(encoder_dir(name), model.config.out_channels, group)
+    return model, spec_channels(spec, model.config.out_channels)
 
 
 def encoder_features(encoder, image, spacing_mm: float):
