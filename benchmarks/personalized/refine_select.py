@@ -1,6 +1,6 @@
 """How the shipped intensity-refinement setting was chosen (`personalized.refine`): variants side by side, one run.
 
-    .venv/bin/python benchmarks/personalized/refine_select.py [--data ../shared/data] [--model personalized-v4] [--variants "A;B"]
+    .venv/bin/python benchmarks/personalized/refine_select.py [--data ../shared/data] [--model personalized-v5] [--variants "A;B"]
 
 For each variant: SPM oldnorm and avg152 (T1/T2/PD, 2 mm, every non-empty subset; mean Dice over grey/white/CSF
 against oldseg, as `real_heads.py`) and Colin27 (1 mm; grey matter vs the AAL union inside ch2bet) with the
@@ -38,7 +38,7 @@ VARIANTS = {
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[3] / "shared" / "data"))
-    p.add_argument("--model", default="personalized-v4")
+    p.add_argument("--model", default="personalized-v5")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="only the network alone and the shipped setting (to compare "
                    "models quickly)")

@@ -34,15 +34,15 @@ VERB_DOCS: dict[str, tuple[str, str]] = {
                 "baseline .670 (ANTs atlas)/.732/.838 (fill between slices) (benchmarks/fewshot/RESULTS.md)"),
     "segment": ("OUT: the label map with named, coloured, SNOMED-coded segments (+ NAME.labels.json); "
                 "--probabilities: NAME.probabilities.nii.gz",
-                "personalized-v4 with the default intensity refinement, real heads (SPM oldnorm), mean Dice "
-                "grey/white/CSF over 7 modality subsets .549 (worst .508) vs .514 for personalized-v3; k-means with "
-                "an oracle brain mask .651; Colin27 grey matter .729; 1 mm T1 in 22 s on 1 CPU thread, 1.7 GB — "
+                "personalized-v5 with the default intensity refinement, real heads (SPM oldnorm), mean Dice "
+                "grey/white/CSF over 7 modality subsets .576 (worst .521) vs .549 for personalized-v4; k-means with "
+                "an oracle brain mask .651; Colin27 grey matter .736; 1 mm T1 in 17 s on 2 CPU threads, 1.4 GB — "
                 "accuracy on real heads is still low "
-                "(benchmarks/personalized/results/real_heads_2026-12-04_v4-full.txt)"),
+                "(benchmarks/personalized/results/real_heads_2026-12-04_v5-candidates.txt)"),
     "finetune": ("OUT: the adapter folder (a name alone: into the user adapter folder)",
-                 "MoR adapter fine-tuned on avg152 in 249 s (1 thread, shared CPU), 87 kB: mean Dice .626 on SPM "
-                 "oldnorm vs .549 for its base model personalized-v4 "
-                 "(benchmarks/personalized/results/real_heads_2026-12-04_v4-full.txt)"),
+                 "MoR adapter fine-tuned on avg152 in 175 s (2 CPU threads), 87 kB: mean Dice .626 on SPM oldnorm vs "
+                 ".576 for its base model personalized-v5 "
+                 "(benchmarks/personalized/results/real_heads_2026-12-04_v5-adapter.txt)"),
     "features": ("OUT: the 16-channel encoder feature map on the image's grid",
                  "encoder-v2: cross-contrast voxel matching .842 (avg152) / .692 (oldnorm) vs MIND-SSC .374 / "
                  ".260; 128^3 in 1.6 s on 2 cores (benchmarks/encoder/results/table.md)"),
