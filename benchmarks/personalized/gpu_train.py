@@ -38,7 +38,8 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--shape", type=int, default=96, help="training crop edge in voxels (multiple of 16)")
     p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--p-template", type=float, default=0.25)
+    p.add_argument("--p-template", type=float, default=0.6, help="share of template-like subjects (personalized-v5 "
+                   "was trained with .6; .85 was worse, results/real_heads_2026-12-04_v5-candidates.txt)")
     p.add_argument("--calibration-steps", type=int, default=6)
     p.add_argument("--device", default="cuda")
     p.add_argument("--out", default=os.environ.get("OUT", "gpu_train_out"))
