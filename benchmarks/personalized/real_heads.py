@@ -153,13 +153,9 @@ def robustness(model, spm: Path, truth, stack, seg, knows) -> dict[str, dict[str
     truth_rot = resample_like(truth, grid, order="nearest")
     lab = seg({"T1": t1_rot}, model)
     out["T1 rotated 15/15 deg"] = dice_by_name(lab.array, names_of(lab), truth_rot.array)
-    # cropped: upper 60 % of the head along the superior axis (K)
-    k0 = int(t1.shape3d[2] * 0.4)
-    crop_aff = t1.affine.copy()
-    crop_aff[:3, 3] = (t1.affine @ np.array([0, 0, k0, 1]))[:3]
-    t1_crop = Volume(t1.array[:, :, k0:].copy(), crop_aff, "T1")
+    t1_crop, truth_crop = cropped_upper(t1, truth.array)
     lab = seg({"T1": t1_crop}, model)
-    out["T1 cropped (upper 60 %)"] = dice_by_name(lab.array, names_of(lab), truth.array[:, :, k0:])
+    out["T1 cropped (upper 60 %)"] = dice_by_name(lab.array, names_of(lab), truth_crop)
     # anisotropic: 6 mm slices along K
     thick = gaussian_blur(torch.from_numpy(t1.array.astype(np.float32)), (0, 0, 6 / 2.355 / 2)).numpy()[:, :, ::3]
     an_aff = t1.affine.copy()
@@ -167,6 +163,17 @@ def robustness(model, spm: Path, truth, stack, seg, knows) -> dict[str, dict[str
     lab = seg({"T1": Volume(thick.copy(), an_aff, "T1")}, model)
     out["T1 2x2x6 mm"] = dice_by_name(lab.array, names_of(lab), truth.array[:, :, ::3])
     return out
+
+
+def cropped_upper(image, truth: np.ndarray, keep: float = 0.6):
+    """`image` (a Volume) cut to the upper `keep` of its K (superior) axis, with the affine moved so every kept
+    voxel stays where it was in world space, and `truth` (same grid, array) cut the same way: (Volume, array)."""
+    from multimodalgen.volume import Volume
+
+    k0 = int(image.shape3d[2] * (1.0 - keep))
+    affine = image.affine.copy()
+    affine[:3, 3] = (image.affine @ np.array([0, 0, k0, 1]))[:3]
+    return Volume(image.array[:, :, k0:].copy(), affine, image.modality), truth[:, :, k0:]
 
 
 def colin(model, data: Path, seg) -> dict:

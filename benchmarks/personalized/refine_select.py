@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_heads import CLASSES, dice_by_name, truth_labels  # noqa: E402
+from real_heads import CLASSES, cropped_upper, dice_by_name, truth_labels  # noqa: E402
 
 VARIANTS = {
     "network only": None,
@@ -52,7 +52,6 @@ def main() -> int:
     from multimodalgen.personalized.refine import refine_with_intensities
     from multimodalgen.personalized.tissue_contrast import brightness_matrix
     from multimodalgen.personalized.weights import load_model
-    from multimodalgen.volume import Volume
 
     if a.quick:
         for name in [n for n in VARIANTS if n != "network only" and "(shipped)" not in n]:
@@ -92,13 +91,9 @@ def main() -> int:
                     d = dice_by_name(labels, names, truth.array)
                     scores[name].setdefault(prefix, []).append(float(np.mean([d[c] for c in CLASSES])))
     # the robustness row the shipped setting is worst on (real_heads.py): oldnorm T1 cropped to its upper 60 %
-    t1_old = read_volume(spm / "oldnorm_T1.nii.gz", "T1")
-    k0 = int(t1_old.shape3d[2] * 0.4)
-    crop_affine = t1_old.affine.copy()
-    crop_affine[:3, 3] = (t1_old.affine @ np.array([0, 0, k0, 1]))[:3]
-    cropped = Volume(t1_old.array[:, :, k0:].copy(), crop_affine, "T1")
+    cropped, truth_cropped = cropped_upper(read_volume(spm / "oldnorm_T1.nii.gz", "T1"), truth.array)
     for name, labels in variants({"T1": cropped}, ("T1",)).items():
-        d = dice_by_name(labels, names, truth.array[:, :, k0:])
+        d = dice_by_name(labels, names, truth_cropped)
         scores[name]["cropped"] = float(np.mean([d[c] for c in CLASSES]))
     colin = Path(a.data) / "colin27_mricron"
     t1 = read_volume(colin / "ch2.nii.gz", "T1")

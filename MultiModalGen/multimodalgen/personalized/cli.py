@@ -7,8 +7,6 @@ from pathlib import Path
 from multimodalgen.errors import UserInputError
 from multimodalgen.models.registry import DEFAULT_MODELS
 
-DEFAULT_BASE_MODEL = DEFAULT_MODELS["personalized"]
-
 
 def add_parser(subparsers) -> None:
     ft = subparsers.add_parser("finetune", help="fine-tune a small adapter of the personalized model on your "
@@ -17,7 +15,7 @@ def add_parser(subparsers) -> None:
     ft.add_argument("--out", required=True, help="adapter folder to write (or a name: then it goes into the user "
                     "adapter folder)")
     ft.add_argument("--base-model", default=None, help="personalized model folder or name (default "
-                    f"{DEFAULT_BASE_MODEL})")
+                    f"{DEFAULT_MODELS['personalized']})")
     ft.add_argument("--labels", default=None, help="comma-separated label names, value 0 first (default: the base "
                     "model's label set)")
     ft.add_argument("--method", choices=("mor", "lora", "full"), default="mor",
@@ -41,7 +39,7 @@ def add_parser(subparsers) -> None:
                                 description="Segment a patient's head into tissues (grey matter, white matter, CSF, "
                                 "skull, soft tissue) from any subset of the modalities the model knows, fused into "
                                 "one personalized representation. The shipped default model "
-                                f"{DEFAULT_BASE_MODEL} knows "
+                                f"{DEFAULT_MODELS['personalized']} knows "
                                 "T1, T2, PD, FLAIR, CT and PET (personalized-v2: T1, T2, PD); a --base-model or "
                                 "--adapter trained on other modalities accepts those. Implausible results (tissue "
                                 "volumes no head has, low confidence) are reported as warnings. The images "
@@ -50,7 +48,7 @@ def add_parser(subparsers) -> None:
                      help="one per modality, e.g. --image T1=t1.nii.gz --image T2=t2.nii.gz")
     seg.add_argument("--adapter", default=None, help="adapter folder or name (default: the base model alone)")
     seg.add_argument("--base-model", default=None, help="personalized model folder or name (default "
-                     f"{DEFAULT_BASE_MODEL})")
+                     f"{DEFAULT_MODELS['personalized']})")
     seg.add_argument("--out", required=True, help="label map to write (.nii.gz, .nrrd, .seg.nrrd)")
     seg.add_argument("--probabilities", action="store_true", help="also write the class probabilities (C channels) "
                      "as <name>.probabilities.nii.gz beside --out")

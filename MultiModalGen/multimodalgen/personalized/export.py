@@ -125,7 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-
 def _engine_at_least(synth_version: str, minimum: tuple[int, ...]) -> bool:
     """Whether a data-engine version like "synth-2.3" is at least `minimum` (numeric, so 2.10 > 2.3)."""
     try:
