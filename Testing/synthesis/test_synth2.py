@@ -102,6 +102,25 @@ def test_partial_field_of_view_blanks_images_and_labels(label_folder):
                                                   outside.sum())
 
 
+def test_crop_offset_bounds_where_the_grid_centre_falls(label_folder):
+    from multimodalgen.synthesis.label_sources import read_label_folder
+    from multimodalgen.synthesis.subjects import HeadSubjectSampler
+
+    sampler = HeadSubjectSampler(read_label_folder(label_folder))
+
+    def centre_distance(seed: int, offset: float) -> np.ndarray:
+        affine = sampler.sample(seed, (16, 16, 16), 3.0, ("T1",), p_partial=0.0, max_offset_mm=offset).affine
+        return np.abs(affine[:3, :3] @ np.full(3, 7.5) + affine[:3, 3] - sampler.centre)
+
+    assert all(centre_distance(s, 0.0).max() < 1e-3 for s in range(3))        # centred on the brain
+    far = np.stack([centre_distance(s, 60.0) for s in range(8)])
+    assert far.max() <= 60.0 + 1e-3 and far.max() > 25.0                      # wider than the default 25 mm
+    with pytest.raises(ValueError, match="max_offset_mm"):
+        from multimodalgen.personalized.train import TrainConfig
+
+        TrainConfig(max_offset_mm=-1.0)
+
+
 def test_template_subjects_are_smooth_and_labelled_at_their_resolution(label_folder):
     from multimodalgen.synthesis.label_sources import read_label_folder
     from multimodalgen.synthesis.subjects import HeadSubjectSampler, smoothed_classes

@@ -40,6 +40,9 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--p-template", type=float, default=0.6, help="share of template-like subjects (personalized-v5 "
                    "was trained with .6; .85 was worse, results/real_heads_2026-12-04_v5-candidates.txt)")
+    p.add_argument("--max-offset-mm", type=float, default=25.0, help="crop centres within this many mm of the brain "
+                   "centre (25 = personalized-v5; larger shows the crops the head's periphery, where 2 mm sliding "
+                   "windows on a whole head fall, benchmarks/personalized/README.md 'Where the windows fall')")
     p.add_argument("--calibration-steps", type=int, default=6)
     p.add_argument("--device", default="cuda")
     p.add_argument("--out", default=os.environ.get("OUT", "gpu_train_out"))
@@ -54,7 +57,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     base = json.loads(Path(a.config).read_text())
     base.update({"label_dir": str(Path(a.labels).resolve()), "init_model": a.init_model, "batch_size": a.batch_size,
-                 "shape": [a.shape] * 3, "lr": a.lr, "p_template": a.p_template, "checkpoint_every": 50,
+                 "shape": [a.shape] * 3, "lr": a.lr, "p_template": a.p_template,
+                 "max_offset_mm": a.max_offset_mm, "checkpoint_every": 50,
                  "log_every": 10})
     base["model"]["patch_size"] = max(int(base["model"].get("patch_size") or 0), a.shape)
     print(f"device {a.device}: {torch.cuda.get_device_name(0) if a.device.startswith('cuda') else 'cpu'}", flush=True)

@@ -70,6 +70,7 @@ class TrainConfig:
     p_partial: float = 0.2            # synth-2: probability of a cut field of view
     p_epi: float = 0.1                # synth-2: probability that an MR image is EPI-like
     p_template: float = 0.0           # synth-2.1: probability of a smoothed subject labelled at its resolution
+    max_offset_mm: float = 25.0       # synth-2: a crop's centre lies within this many mm of the brain's centre (per axis)
     max_present: int = 0              # at most this many modalities per subject and step (0 = no cap)
     checkpoint_every: int = 50
     log_every: int = 10
@@ -77,6 +78,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.kind not in KINDS or self.subset not in SUBSETS:
             raise ValueError(f"kind must be in {KINDS} and subset in {SUBSETS}")
+        if self.max_offset_mm < 0:
+            raise ValueError(f"max_offset_mm must be >= 0 mm, got {self.max_offset_mm}")
         if self.steps < 1 or self.batch_size < 1 or not 0.0 < self.p_keep <= 1.0:
             raise ValueError("steps and batch_size must be >= 1 and p_keep in (0, 1]")
         if not 0.0 < self.mask_ratio < 1.0:
@@ -210,7 +213,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: torch.device | str = "c
         from multimodalgen.personalized.head_data import HeadBatches
 
         batches = HeadBatches(cfg.label_dir, cfg.model.modalities, cfg.model.working_spacing, cfg.model.ct_window,
-                              cfg.p_partial, cfg.p_epi, cfg.p_template, device=device)   # rendered on `device`
+                              cfg.p_partial, cfg.p_epi, cfg.p_template, device=device,
+                              max_offset_mm=cfg.max_offset_mm)   # rendered on `device`
     synth_version = _synth_version(cfg)
     start = 0
     ckpt = out / "last.pt"

@@ -71,12 +71,15 @@ class HeadSubjectSampler:
         self.device = torch.device(device)
 
     def sample(self, seed: int, shape: tuple[int, int, int], spacing: float, modalities: tuple[str, ...],
-               p_partial: float = 0.2, p_epi: float = 0.1, p_template: float = 0.0) -> HeadSubject:
+               p_partial: float = 0.2, p_epi: float = 0.1, p_template: float = 0.0,
+               max_offset_mm: float = 25.0) -> HeadSubject:
+        """One subject (module docstring); `max_offset_mm`: the grid's centre is drawn uniformly within this distance
+        of the brain's centre on each axis (the shape's field of view sees more of the head's periphery when larger)."""
         unknown = [m for m in modalities if m not in MODALITIES]
         if unknown:
             raise ValueError(f"no synth-2 renderer for {unknown}; known: {MODALITIES}")
         rng = np.random.default_rng(int(seed))
-        params = sample_head_params(rng, shape, spacing)
+        params = sample_head_params(rng, shape, spacing, max_offset_mm=max_offset_mm)
         classes, subclasses, affine = render_head(self.tissue, self.affine, params, self.centre)
         table = sample_tissue_properties(rng, params.subclasses)
         template = p_template > 0 and rng.random() < p_template
