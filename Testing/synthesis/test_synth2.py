@@ -121,6 +121,18 @@ def test_crop_offset_bounds_where_the_grid_centre_falls(label_folder):
         TrainConfig(max_offset_mm=-1.0)
 
 
+def test_training_entry_point_refuses_a_bad_config_in_one_line(tmp_path, capsys):
+    from multimodalgen.personalized.train import main
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"max_offset_mm": -5}))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(bad), "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2 and not (tmp_path / "run").exists()
+    err = capsys.readouterr().err
+    assert "max_offset_mm must be >= 0" in err and "Traceback" not in err
+
+
 def test_template_subjects_are_smooth_and_labelled_at_their_resolution(label_folder):
     from multimodalgen.synthesis.label_sources import read_label_folder
     from multimodalgen.synthesis.subjects import HeadSubjectSampler, smoothed_classes

@@ -284,7 +284,10 @@ def main(argv: list[str] | None = None) -> int:
                         "seconds; run again to resume")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
+    try:
+        cfg = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
+    except (OSError, ValueError, TypeError) as exc:          # json.JSONDecodeError is a ValueError
+        parser.error(f"cannot use training config {args.config}: {exc} (fix the file; keys are TrainConfig's fields)")
     train(cfg, args.out, args.device, Progress("none"), max_seconds=args.max_seconds)
     return 0
 
