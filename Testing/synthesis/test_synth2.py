@@ -115,9 +115,9 @@ def test_crop_offset_bounds_where_the_grid_centre_falls(label_folder):
     assert all(centre_distance(s, 0.0).max() < 1e-3 for s in range(3))        # centred on the brain
     far = np.stack([centre_distance(s, 60.0) for s in range(8)])
     assert far.max() <= 60.0 + 1e-3 and far.max() > 25.0                      # wider than the default 25 mm
-    with pytest.raises(ValueError, match="max_offset_mm"):
-        from multimodalgen.personalized.train import TrainConfig
+    from multimodalgen.personalized.train import TrainConfig
 
+    with pytest.raises(ValueError, match="max_offset_mm"):
         TrainConfig(max_offset_mm=-1.0)
 
 

@@ -30,6 +30,8 @@ sys.path.insert(0, str(REPO / "MultiModalGen"))
 
 
 def main() -> int:
+    from multimodalgen.synthesis.head import MAX_OFFSET_MM
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--labels", required=True, help="prepared label folder (prepare_labels output)")
     p.add_argument("--config", default=str(REPO / "benchmarks/personalized/configs/synth2_heads.json"))
@@ -40,9 +42,10 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--p-template", type=float, default=0.6, help="share of template-like subjects (personalized-v5 "
                    "was trained with .6; .85 was worse, results/real_heads_2026-12-04_v5-candidates.txt)")
-    p.add_argument("--max-offset-mm", type=float, default=25.0, help="crop centres within this many mm of the brain "
-                   "centre (25 = personalized-v5; larger shows the crops the head's periphery, where 2 mm sliding "
-                   "windows on a whole head fall, benchmarks/personalized/README.md 'Where the windows fall')")
+    p.add_argument("--max-offset-mm", type=float, default=MAX_OFFSET_MM, help="crop centres within this many mm "
+                   "of the brain centre per axis (personalized-v5: 25, personalized-v6: 60; the 2 mm sliding windows on a whole "
+                   "head are centred up to ~48 mm from it: benchmarks/personalized/README.md, 'Continuing "
+                   "personalized-v5 has plateaued; where the windows fall')")
     p.add_argument("--calibration-steps", type=int, default=6)
     p.add_argument("--device", default="cuda")
     p.add_argument("--out", default=os.environ.get("OUT", "gpu_train_out"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from multimodalgen.intensity import CT_WINDOW_HU, normalize
+from multimodalgen.synthesis.head import MAX_OFFSET_MM
 from multimodalgen.synthesis.label_sources import read_label_folder
 from multimodalgen.synthesis.subjects import HeadSubjectSampler
 
@@ -22,7 +23,8 @@ class HeadBatches:
 
     def __init__(self, label_dir: str, modalities: tuple[str, ...], spacing: float,
                  ct_window: tuple[float, float] | None = None, p_partial: float = 0.2, p_epi: float = 0.1,
-                 p_template: float = 0.0, device: torch.device | str = "cpu", max_offset_mm: float = 25.0) -> None:
+                 p_template: float = 0.0, device: torch.device | str = "cpu",
+                 max_offset_mm: float = MAX_OFFSET_MM) -> None:
         if spacing <= 0:
             raise ValueError("head subjects need the model's working spacing (> 0 mm)")
         self.sampler = HeadSubjectSampler(read_label_folder(label_dir), device)

@@ -35,6 +35,7 @@ from multimodalgen.personalized.losses import (feature_reconstruction_loss, gm_c
 from multimodalgen.personalized.model import PersonalizedNet
 from multimodalgen.personalized.synthetic import SYNTH_VERSION, sample_batch
 from multimodalgen.progress import Progress
+from multimodalgen.synthesis.head import MAX_OFFSET_MM
 
 EVAL_SEED_BASE = 900_000_000
 KINDS = ("xh", "concat")
@@ -70,7 +71,7 @@ class TrainConfig:
     p_partial: float = 0.2            # synth-2: probability of a cut field of view
     p_epi: float = 0.1                # synth-2: probability that an MR image is EPI-like
     p_template: float = 0.0           # synth-2.1: probability of a smoothed subject labelled at its resolution
-    max_offset_mm: float = 25.0       # synth-2: a crop's centre lies within this many mm of the brain's centre (per axis)
+    max_offset_mm: float = MAX_OFFSET_MM   # synth-2: crop centre within this many mm of the brain's, per axis
     max_present: int = 0              # at most this many modalities per subject and step (0 = no cap)
     checkpoint_every: int = 50
     log_every: int = 10

@@ -40,6 +40,10 @@ import torch.nn.functional as F
 
 from multimodalgen.synthesis.fields import make_generator, max_filter, multiscale_noise, smooth_noise
 
+#: Default range (mm, per axis) of a subject grid's centre around the brain's centre (`sample_head_params`); every
+#: model up to personalized-v5 was trained with it, personalized-v6 with 60 (benchmarks/personalized/README.md).
+MAX_OFFSET_MM = 25.0
+
 HEAD_CLASSES = ("background", "grey matter", "white matter", "cerebrospinal fluid", "skull", "soft tissue")
 GREY, WHITE, CSF, SKULL = (HEAD_CLASSES.index(n) for n in ("grey matter", "white matter", "cerebrospinal fluid", "skull"))
 #: TPM channel order (GM, WM, CSF, bone, soft tissue, air) -> output class value.
@@ -72,7 +76,7 @@ class HeadParams:
 
 
 def sample_head_params(rng: np.random.Generator, shape: tuple[int, int, int], spacing: float,
-                       max_rotation_deg: float = 25.0, max_offset_mm: float = 25.0) -> HeadParams:
+                       max_rotation_deg: float = 25.0, max_offset_mm: float = MAX_OFFSET_MM) -> HeadParams:
     """Draw one subject's parameters (ranges chosen to cover adult heads from thin to atrophic)."""
     params = HeadParams(
         seed=int(rng.integers(0, 2**31 - 1)), shape=tuple(int(s) for s in shape), spacing=float(spacing),

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from multimodalgen.synthesis.fields import gaussian_blur
-from multimodalgen.synthesis.head import HeadParams, brain_centre, render_head, sample_head_params
+from multimodalgen.synthesis.head import MAX_OFFSET_MM, HeadParams, brain_centre, render_head, sample_head_params
 from multimodalgen.synthesis.label_sources import LabelSources
 from multimodalgen.synthesis.physics import (MODALITIES, render_modality, sample_acquisition,
                                              sample_tissue_properties)
@@ -72,7 +72,7 @@ class HeadSubjectSampler:
 
     def sample(self, seed: int, shape: tuple[int, int, int], spacing: float, modalities: tuple[str, ...],
                p_partial: float = 0.2, p_epi: float = 0.1, p_template: float = 0.0,
-               max_offset_mm: float = 25.0) -> HeadSubject:
+               max_offset_mm: float = MAX_OFFSET_MM) -> HeadSubject:
         """One subject (module docstring); `max_offset_mm`: the grid's centre is drawn uniformly within this distance
         of the brain's centre on each axis (the shape's field of view sees more of the head's periphery when larger)."""
         unknown = [m for m in modalities if m not in MODALITIES]
