@@ -44,8 +44,8 @@ def main() -> int:
                    "was trained with .6; .85 was worse, results/real_heads_2026-12-04_v5-candidates.txt)")
     p.add_argument("--max-offset-mm", type=float, default=MAX_OFFSET_MM, help="crop centres within this many mm "
                    "of the brain centre per axis (personalized-v5: 25, personalized-v6: 60; the 2 mm sliding "
-                   "windows on a whole head are centred up to ~48 mm from it: benchmarks/personalized/README.md, 'Continuing "
-                   "personalized-v5 has plateaued; where the windows fall')")
+                   "windows on a whole head are centred up to ~48 mm from it: benchmarks/personalized/README.md, "
+                   "'Continuing personalized-v5 has plateaued; where the windows fall')")
     p.add_argument("--calibration-steps", type=int, default=6)
     p.add_argument("--device", default="cuda")
     p.add_argument("--out", default=os.environ.get("OUT", "gpu_train_out"))
