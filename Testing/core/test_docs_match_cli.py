@@ -128,8 +128,8 @@ def test_measured_numbers_come_from_their_results_files():
 
     checks = {"register": ("benchmarks/registration/results/table.md", ["0.842", "2.059", "0.727", "3.558"]),
               "fewshot": ("benchmarks/fewshot/RESULTS.md", ["0.649", "0.789", "0.839", "0.670", "0.732", "0.838"]),
-              "segment": ("benchmarks/personalized/results/real_heads_2026-12-04_v5-candidates.txt",
-                          ["0.576   0.521", "0.549   0.508", "0.651", "GM Dice 0.736", "16.6 s, peak RSS 1.44 GB"]),
+              "segment": ("benchmarks/personalized/results/real_heads_2026-12-05_v7-full.txt",
+                          ["0.596   0.540", "0.576   0.521", "0.651", "GM Dice 0.746", "18.6 s, peak RSS 1.26 GB"]),
               "finetune": ("benchmarks/personalized/results/real_heads_2026-12-04_v5-adapter.txt",
                            ["175.4 s, 87 kB", "0.626", "0.576"]),
               "features": ("benchmarks/encoder/results/table.md", ["0.842", "0.692", "0.374", "0.260", "1.636"])}

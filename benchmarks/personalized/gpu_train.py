@@ -1,6 +1,6 @@
 """Continue personalized training on a lent GPU inside a fixed wall-clock budget, and bring the result back small.
 
-    OUT=/path python benchmarks/personalized/gpu_train.py --labels .labels --budget-s 480 [--init-model personalized-v5]
+    OUT=/path python benchmarks/personalized/gpu_train.py --labels .labels --budget-s 480 [--init-model personalized-v7]
         [--config benchmarks/personalized/configs/synth2_heads.json] [--batch-size 8] [--shape 96] [--device cuda]
 
 Made for short GPU loans (minutes of device time; see the device tool's README). The shipped weights are the
@@ -12,7 +12,7 @@ starting point (`init_model`, matching tensors), so nothing but the repository a
    with a checkpoint), synth-2 subjects are rendered on the GPU;
 3. the trip back: `$OUT/personalized_gpu.pt` (network + config + step + data-engine version, fp32, no optimiser
    state), `$OUT/train_log.jsonl` and `$OUT/personalized-gpu/` (the exported model folder with its card). Evaluate it
-   here with `benchmarks/personalized/real_heads.py --models <folder>,personalized-v5` before shipping anything.
+   here with `benchmarks/personalized/real_heads.py --models <folder>,personalized-v7` before shipping anything.
 """
 
 from __future__ import annotations
@@ -30,12 +30,13 @@ sys.path.insert(0, str(REPO / "MultiModalGen"))
 
 
 def main() -> int:
+    from multimodalgen.models.registry import DEFAULT_MODELS
     from multimodalgen.synthesis.head import MAX_OFFSET_MM
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--labels", required=True, help="prepared label folder (prepare_labels output)")
     p.add_argument("--config", default=str(REPO / "benchmarks/personalized/configs/synth2_heads.json"))
-    p.add_argument("--init-model", default="personalized-v5")
+    p.add_argument("--init-model", default=DEFAULT_MODELS["personalized"])
     p.add_argument("--budget-s", type=float, default=480.0, help="wall-clock seconds for all three phases")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--shape", type=int, default=96, help="training crop edge in voxels (multiple of 16)")
@@ -43,7 +44,7 @@ def main() -> int:
     p.add_argument("--p-template", type=float, default=0.6, help="share of template-like subjects (personalized-v5 "
                    "was trained with .6; .85 was worse, results/real_heads_2026-12-04_v5-candidates.txt)")
     p.add_argument("--max-offset-mm", type=float, default=MAX_OFFSET_MM, help="crop centres within this many mm "
-                   "of the brain centre per axis (personalized-v5: 25, personalized-v6: 60; the 2 mm sliding "
+                   "of the brain centre per axis (personalized-v5: 25, personalized-v6 and v7: 60; the 2 mm sliding "
                    "windows on a whole head are centred up to ~48 mm from it: benchmarks/personalized/README.md, "
                    "'Continuing personalized-v5 has plateaued; where the windows fall')")
     p.add_argument("--calibration-steps", type=int, default=6)

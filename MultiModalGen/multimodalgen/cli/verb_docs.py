@@ -34,11 +34,11 @@ VERB_DOCS: dict[str, tuple[str, str]] = {
                 "baseline .670 (ANTs atlas)/.732/.838 (fill between slices) (benchmarks/fewshot/RESULTS.md)"),
     "segment": ("OUT: the label map with named, coloured, SNOMED-coded segments (+ NAME.labels.json); "
                 "--probabilities: NAME.probabilities.nii.gz",
-                "personalized-v5 with the default intensity refinement, real heads (SPM oldnorm), mean Dice "
-                "grey/white/CSF over 7 modality subsets .576 (worst .521) vs .549 for personalized-v4; k-means with "
-                "an oracle brain mask .651; Colin27 grey matter .736; 1 mm T1 in 17 s on 2 CPU threads, 1.4 GB — "
+                "personalized-v7 with the default intensity refinement, real heads (SPM oldnorm), mean Dice "
+                "grey/white/CSF over 7 modality subsets .596 (worst .540) vs .576 for personalized-v5; k-means with "
+                "an oracle brain mask .651; Colin27 grey matter .746; 1 mm T1 in 19 s on 2 CPU threads, 1.3 GB — "
                 "accuracy on real heads is still low "
-                "(benchmarks/personalized/results/real_heads_2026-12-04_v5-candidates.txt)"),
+                "(benchmarks/personalized/results/real_heads_2026-12-05_v7-full.txt)"),
     "finetune": ("OUT: the adapter folder (a name alone: into the user adapter folder)",
                  "MoR adapter fine-tuned on avg152 in 175 s (2 CPU threads), 87 kB: mean Dice .626 on SPM oldnorm vs "
                  ".576 for its base model personalized-v5 "

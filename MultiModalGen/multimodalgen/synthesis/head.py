@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from multimodalgen.synthesis.fields import make_generator, max_filter, multiscale_noise, smooth_noise
 
 #: Default range (mm, per axis) of a subject grid's centre around the brain's centre (`sample_head_params`); every
-#: model up to personalized-v5 was trained with it, personalized-v6 with 60 (benchmarks/personalized/README.md).
+#: model up to personalized-v5 was trained with it, personalized-v6 and v7 with 60 (benchmarks/personalized/README.md).
 MAX_OFFSET_MM = 25.0
 
 HEAD_CLASSES = ("background", "grey matter", "white matter", "cerebrospinal fluid", "skull", "soft tissue")
