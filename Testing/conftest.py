@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +15,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "MultiModalGen"))  # backend importable without pip install too
 sys.path.insert(0, str(ROOT / "Testing"))  # shared test helpers (volume_factories)
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Folders the code under test makes with `tempfile` (here, and in worker subprocesses through TMPDIR, which test
+# modules copy into their environments at import) go into one folder removed when the session ends, instead of piling
+# up in the system temp folder (a killed worker cannot remove its own).
+TEMP_FOLDER = tempfile.mkdtemp(prefix="mmg-tests-")
+os.environ["TMPDIR"] = tempfile.tempdir = TEMP_FOLDER
 
 from volume_factories import blob_image, oblique_affine  # noqa: E402
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(TEMP_FOLDER, ignore_errors=True)
 
 
 @pytest.fixture

@@ -128,10 +128,10 @@ def test_measured_numbers_come_from_their_results_files():
 
     checks = {"register": ("benchmarks/registration/results/table.md", ["0.842", "2.059", "0.727", "3.558"]),
               "fewshot": ("benchmarks/fewshot/RESULTS.md", ["0.649", "0.789", "0.839", "0.670", "0.732", "0.838"]),
-              "segment": ("benchmarks/personalized/results/real_heads_2026-12-05_v7-full.txt",
-                          ["0.596   0.540", "0.576   0.521", "0.651", "GM Dice 0.746", "18.6 s, peak RSS 1.26 GB"]),
-              "finetune": ("benchmarks/personalized/results/real_heads_2026-12-04_v5-adapter.txt",
-                           ["175.4 s, 87 kB", "0.626", "0.576"]),
+              "segment": ("benchmarks/personalized/results/real_heads_2026-12-05_v8-candidate.txt",
+                          ["0.602   0.547", "0.596   0.540", "0.651", "GM Dice 0.751", "23.8 s, peak RSS 1.64 GB"]),
+              "finetune": ("benchmarks/personalized/results/real_heads_2026-12-05_v8-adapter.txt",
+                           ["366.2 s, 87 kB", "0.631", "0.602"]),
               "features": ("benchmarks/encoder/results/table.md", ["0.842", "0.692", "0.374", "0.260", "1.636"])}
     for verb, (source, numbers) in checks.items():
         assert source in VERB_DOCS[verb][1]

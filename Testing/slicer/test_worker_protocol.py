@@ -53,6 +53,20 @@ def test_worker_stdout_carries_only_protocol_lines():
     assert proc.returncode == 0  # EOF on stdin ends the worker
 
 
+def test_worker_removes_only_the_work_folder_it_made(tmp_path):
+    """Outputs of requests without output_dir go to the worker's own temp folder, removed when the worker ends (no
+    patient data left in the system temp folder); a --workdir the caller chose is kept."""
+    line = protocol.encode(protocol.request("r1", "selftest.sleep", {"seconds": 0.01, "steps": 1}))
+    temp, chosen = tmp_path / "temp", tmp_path / "chosen"
+    temp.mkdir()
+    for extra in ([], ["--workdir", str(chosen)]):
+        proc = subprocess.run([sys.executable, "-m", "multimodalgen.worker", *extra], input=line,
+                              env=dict(ENV, TMPDIR=str(temp)), capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and '"result"' in proc.stdout, proc.stderr
+    assert list(temp.iterdir()) == []
+    assert (chosen / "r1").is_dir()
+
+
 def test_job_with_progress_and_result(client):
     events = []
     job = client.run("selftest.sleep", {"seconds": 0.4, "steps": 4}, timeout=30,

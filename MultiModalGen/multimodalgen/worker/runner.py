@@ -15,6 +15,7 @@ import argparse
 import os
 import pathlib
 import queue
+import shutil
 import sys
 import tempfile
 import threading
@@ -93,6 +94,7 @@ class Worker:
     def __init__(self, emitter: Emitter, device: str = "auto", workdir: pathlib.Path | None = None):
         self.emitter = emitter
         self.device = device
+        self.owns_workdir = workdir is None   # a folder it made itself is removed by `close` (patient data in /tmp)
         self.workdir = pathlib.Path(workdir or tempfile.mkdtemp(prefix="mmg-worker-"))
         self.state = WorkerState()
         self.requests: queue.Queue[dict | None] = queue.Queue()
@@ -127,6 +129,12 @@ class Worker:
                 self._cancel.set()
             else:
                 self._cancelled_ids.add(request_id)  # still queued: answer it as cancelled when it comes up
+
+    def close(self) -> None:
+        """Remove the work folder if this worker created it (outputs of requests without `output_dir`; a client
+        reads them when their result arrives, before it shuts the worker down). A `--workdir` given is kept."""
+        if self.owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- execution side (main thread) ----------------------------------------------------------------------
     def serve(self) -> None:
@@ -220,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     reader.start()
     emitter.emit(protocol.ready(multimodalgen.__version__, os.getpid(), task_names()))
     handshake_sent.set()
-    worker.serve()
+    try:
+        worker.serve()
+    finally:
+        worker.close()
     return 0
 
 
