@@ -296,3 +296,45 @@ def test_population_templates_are_deterministic_and_valid(label_folder):
         two = sampler.sample(seed, (24, 24, 24), 3.0, ("T1", "T2"), p_partial=0.0, p_template=1.0)
         assert torch.equal(one.classes, two.classes) and torch.equal(one.images["T2"], two.images["T2"])
         assert set(one.classes.unique().tolist()) <= set(range(6)) and bool(torch.isfinite(one.images["T1"]).all())
+
+
+def test_spm_brain_rule_gives_the_brain_edge_to_non_brain_and_keeps_the_interior():
+    from multimodalgen.synthesis.head import CSF, GREY, SKULL, WHITE
+    from multimodalgen.synthesis.subjects import population_classes
+
+    # five members along one row of voxels (x = 0..5): interior white, a mixed interior voxel, an edge voxel where
+    # CSF leads (2 of 5) but skull and soft tissue hold 3 of 5, and skull outside
+    rows = [[WHITE, WHITE, GREY, CSF, SKULL, SKULL],
+            [WHITE, WHITE, WHITE, CSF, SKULL, SKULL],
+            [WHITE, WHITE, CSF, 5, SKULL, SKULL],
+            [WHITE, GREY, GREY, SKULL, SKULL, SKULL],
+            [WHITE, WHITE, CSF, 5, SKULL, SKULL]]
+    members = [torch.tensor(r, dtype=torch.int64).view(6, 1, 1).expand(6, 2, 2).clone() for r in rows]
+    plain = population_classes(members, 0.0, 1.0)[:, 0, 0].tolist()
+    ruled = population_classes(members, 0.0, 1.0, brain_share=0.5)[:, 0, 0].tolist()
+    assert plain == [WHITE, WHITE, GREY, CSF, SKULL, SKULL]     # x = 2: grey/CSF tie at 2 of 5 goes to grey
+    # x = 2 (all brain, largest share .4) keeps its brain argmax: no hole; x = 3 (CSF .4 < .5, non-brain .6) -> the
+    # largest non-brain class, soft tissue (2 of 5) beats skull (1 of 5)
+    assert ruled == [WHITE, WHITE, GREY, 5, SKULL, SKULL]
+    assert population_classes(members, 0.0, 1.0, brain_share=0.3)[3, 0, 0].item() == CSF
+
+
+def test_brain_rule_subjects_are_deterministic_and_only_move_the_brain_edge(label_folder):
+    from multimodalgen.synthesis.head import CSF, GREY, WHITE
+    from multimodalgen.synthesis.label_sources import read_label_folder
+    from multimodalgen.synthesis.subjects import HeadSubjectSampler
+
+    sampler = HeadSubjectSampler(read_label_folder(label_folder))
+    changed = 0
+    for seed in range(4):
+        plain = sampler.sample(seed, (24, 24, 24), 3.0, ("T1",), p_partial=0.0, p_template=1.0).classes
+        ruled = sampler.sample(seed, (24, 24, 24), 3.0, ("T1",), p_partial=0.0, p_template=1.0,
+                               template_brain_share=0.5)
+        again = sampler.sample(seed, (24, 24, 24), 3.0, ("T1",), p_partial=0.0, p_template=1.0,
+                               template_brain_share=0.5)
+        assert torch.equal(ruled.classes, again.classes)
+        brain = lambda c: (c == GREY) | (c == WHITE) | (c == CSF)   # noqa: E731
+        # the rule only ever takes voxels away from the brain, never adds any
+        assert not bool((brain(ruled.classes) & ~brain(plain)).any())
+        changed += int((brain(plain) & ~brain(ruled.classes)).sum())
+    assert changed > 0

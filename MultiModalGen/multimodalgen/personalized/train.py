@@ -72,6 +72,7 @@ class TrainConfig:
     p_epi: float = 0.1                # synth-2: probability that an MR image is EPI-like
     p_template: float = 0.0           # synth-2.1: probability of a smoothed subject labelled at its resolution
     max_offset_mm: float = MAX_OFFSET_MM   # synth-2: crop centre within this many mm of the brain's, per axis
+    template_brain_share: float = 0.0      # synth-2.4: SPM's brain rule for template classes (0 = plain argmax)
     max_present: int = 0              # at most this many modalities per subject and step (0 = no cap)
     checkpoint_every: int = 50
     log_every: int = 10
@@ -85,6 +86,8 @@ class TrainConfig:
             raise ValueError("steps and batch_size must be >= 1 and p_keep in (0, 1]")
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError("mask_ratio must be in (0, 1)")
+        if not 0.0 <= self.template_brain_share <= 1.0:
+            raise ValueError(f"template_brain_share must be in [0, 1] (0 = off), got {self.template_brain_share}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -215,7 +218,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: torch.device | str = "c
 
         batches = HeadBatches(cfg.label_dir, cfg.model.modalities, cfg.model.working_spacing, cfg.model.ct_window,
                               cfg.p_partial, cfg.p_epi, cfg.p_template, device=device,
-                              max_offset_mm=cfg.max_offset_mm)   # rendered on `device`
+                              max_offset_mm=cfg.max_offset_mm,
+                              template_brain_share=cfg.template_brain_share)   # rendered on `device`
     synth_version = _synth_version(cfg)
     start = 0
     ckpt = out / "last.pt"

@@ -26,6 +26,14 @@ its templates are made. Where sulci and the subarachnoid space fall at a differe
 dominates: the template's grey-matter band is broad and its CSF is mostly the ventricles (SPM oldseg: 1050 mL grey,
 190 mL CSF). A single smoothed subject keeps its thin ribbon and its CSF shell, so a network trained on those alone put
 a template's cortex one band outward, in the blurred CSF/skull band.
+
+SPM's brain rule (synth-2.4, `template_brain_share` > 0, off by default): SPM's templates call a voxel grey, white or
+CSF only where that tissue holds at least half of it (the oldseg truth: argmax of grey/white/CSF where the largest is
+>= .5); at the brain's edge, where the averaged or smoothed map mixes brain with CSF-poor scalp, skull and air, a
+voxel whose brain tissue falls short of `template_brain_share` takes the largest non-brain class instead. Measured
+(`benchmarks/personalized/boundary_profile.py`): with the plain argmax the template subjects' outer brain layer was 47 %
+CSF, the SPM truth's 27 %, and a network trained on them put the template's brain surface one voxel outward.
+Inside the brain (non-brain share <= 5 %) the plain argmax is kept, so the rule makes no holes.
 """
 
 from __future__ import annotations
@@ -36,12 +44,12 @@ import numpy as np
 import torch
 
 from multimodalgen.synthesis.fields import gaussian_blur
-from multimodalgen.synthesis.head import MAX_OFFSET_MM, HeadParams, brain_centre, render_head, sample_head_params
+from multimodalgen.synthesis.head import CSF, GREY, MAX_OFFSET_MM, WHITE, HeadParams, brain_centre, render_head, sample_head_params
 from multimodalgen.synthesis.label_sources import LabelSources
 from multimodalgen.synthesis.physics import (MODALITIES, render_modality, sample_acquisition,
                                              sample_tissue_properties)
 
-SYNTH2_VERSION = "synth-2.3"
+SYNTH2_VERSION = "synth-2.4"
 
 
 @dataclasses.dataclass
@@ -72,9 +80,10 @@ class HeadSubjectSampler:
 
     def sample(self, seed: int, shape: tuple[int, int, int], spacing: float, modalities: tuple[str, ...],
                p_partial: float = 0.2, p_epi: float = 0.1, p_template: float = 0.0,
-               max_offset_mm: float = MAX_OFFSET_MM) -> HeadSubject:
+               max_offset_mm: float = MAX_OFFSET_MM, template_brain_share: float = 0.0) -> HeadSubject:
         """One subject (module docstring); `max_offset_mm`: the grid's centre is drawn uniformly within this distance
-        of the brain's centre on each axis (the shape's field of view sees more of the head's periphery when larger)."""
+        of the brain's centre on each axis (the shape's field of view sees more of the head's periphery when larger);
+        `template_brain_share`: SPM's brain rule for the classes of template-like subjects (0 = plain argmax)."""
         unknown = [m for m in modalities if m not in MODALITIES]
         if unknown:
             raise ValueError(f"no synth-2 renderer for {unknown}; known: {MODALITIES}")
@@ -100,7 +109,7 @@ class HeadSubjectSampler:
                                   for k, (c, s) in enumerate(members)]).mean(0)
                   for m, acq in acquisitions.items()}
         if template:
-            classes = population_classes([c for c, _ in members], template_fwhm, spacing)
+            classes = population_classes([c for c, _ in members], template_fwhm, spacing, template_brain_share)
         if rng.random() < p_partial:
             keep = _field_of_view(rng, tuple(shape), self.device)
             classes = torch.where(keep, classes, torch.zeros_like(classes))
@@ -131,16 +140,29 @@ def smoothed_classes(classes: torch.Tensor, fwhm_mm: float, spacing: float) -> t
     return population_classes([classes], fwhm_mm, spacing)
 
 
-def population_classes(members: list[torch.Tensor], fwhm_mm: float, spacing: float) -> torch.Tensor:
+def population_classes(members: list[torch.Tensor], fwhm_mm: float, spacing: float,
+                       brain_share: float = 0.0) -> torch.Tensor:
     """Classes of an average of subjects: argmax over the members' mean one-hot map `(C, I, J, K)`, smoothed with a
     Gaussian of `fwhm_mm` (0 = not smoothed; grid spacing `spacing` mm). Members are `(I, J, K)` int64 class maps on
-    one grid; out: `(I, J, K)`, their dtype. Ties go to the lower class value."""
+    one grid (HEAD_CLASSES values); out: `(I, J, K)`, their dtype. Ties go to the lower class value.
+
+    `brain_share` > 0 applies SPM's brain rule (module docstring): where the non-brain classes hold more than 5 % of
+    a voxel and no brain tissue (grey, white, CSF) holds `brain_share` of it, the voxel takes the largest non-brain
+    class (background, skull, soft tissue)."""
     n = int(max(int(c.max()) for c in members)) + 1
     mean = torch.stack([torch.stack([(c == k).float() for k in range(n)]) for c in members]).mean(0)
     if fwhm_mm > 0:
         sigma = fwhm_mm / (2.0 * (2.0 * np.log(2.0)) ** 0.5) / spacing
         mean = torch.stack([gaussian_blur(m, (sigma, sigma, sigma)) for m in mean])
-    return mean.argmax(dim=0).to(members[0].dtype)
+    out = mean.argmax(dim=0)
+    if brain_share > 0:
+        brain = torch.zeros(n, dtype=torch.bool, device=mean.device)
+        brain[[k for k in (GREY, WHITE, CSF) if k < n]] = True
+        outside = mean[~brain]
+        short = (outside.sum(0) > 0.05) & (mean[brain].max(0).values < brain_share)
+        non_brain = torch.nonzero(~brain).flatten()
+        out = torch.where(short, non_brain[outside.argmax(0)], out)
+    return out.to(members[0].dtype)
 
 
 def member_params(rng: np.random.Generator, first: HeadParams) -> HeadParams:
