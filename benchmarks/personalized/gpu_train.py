@@ -47,6 +47,9 @@ def main() -> int:
                    "of the brain centre per axis (personalized-v5: 25, personalized-v6 and v7: 60; the 2 mm sliding "
                    "windows on a whole head are centred up to ~48 mm from it: benchmarks/personalized/README.md, "
                    "'Continuing personalized-v5 has plateaued; where the windows fall')")
+    p.add_argument("--template-brain-share", type=float, default=0.0,
+                   help="SPM's brain rule for the classes of template-like subjects (synth-2.4; 0 = plain argmax; "
+                        "benchmarks/personalized/README.md, 'SPM's brain rule for template subjects')")
     p.add_argument("--calibration-steps", type=int, default=6)
     p.add_argument("--device", default="cuda")
     p.add_argument("--out", default=os.environ.get("OUT", "gpu_train_out"))
@@ -62,7 +65,8 @@ def main() -> int:
     base = json.loads(Path(a.config).read_text())
     base.update({"label_dir": str(Path(a.labels).resolve()), "init_model": a.init_model, "batch_size": a.batch_size,
                  "shape": [a.shape] * 3, "lr": a.lr, "p_template": a.p_template,
-                 "max_offset_mm": a.max_offset_mm, "checkpoint_every": 50,
+                 "max_offset_mm": a.max_offset_mm, "template_brain_share": a.template_brain_share,
+                 "checkpoint_every": 50,
                  "log_every": 10})
     base["model"]["patch_size"] = max(int(base["model"].get("patch_size") or 0), a.shape)
     print(f"device {a.device}: {torch.cuda.get_device_name(0) if a.device.startswith('cuda') else 'cpu'}", flush=True)
