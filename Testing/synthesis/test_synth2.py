@@ -338,3 +338,23 @@ def test_brain_rule_subjects_are_deterministic_and_only_move_the_brain_edge(labe
         assert not bool((brain(ruled.classes) & ~brain(plain)).any())
         changed += int((brain(plain) & ~brain(ruled.classes)).sum())
     assert changed > 0
+
+
+def test_template_sulcal_csf_shift_only_changes_population_templates(label_folder):
+    from multimodalgen.synthesis.head import CSF
+    from multimodalgen.synthesis.label_sources import read_label_folder
+    from multimodalgen.synthesis.subjects import HeadSubjectSampler
+
+    sampler = HeadSubjectSampler(read_label_folder(label_folder))
+    kw = dict(p_partial=0.0, max_offset_mm=0.0)
+    sharp = sampler.sample(1, (24, 24, 24), 3.0, ("T1",), p_template=0.0, **kw)
+    sharp_shifted = sampler.sample(1, (24, 24, 24), 3.0, ("T1",), p_template=0.0, template_sulcal_csf_shift=-2.0, **kw)
+    assert torch.equal(sharp.classes, sharp_shifted.classes)      # not a template: untouched
+    less = more = 0
+    for seed in range(6):
+        plain = sampler.sample(seed, (24, 24, 24), 3.0, ("T1",), p_template=1.0, **kw).classes
+        shifted = sampler.sample(seed, (24, 24, 24), 3.0, ("T1",), p_template=1.0,
+                                 template_sulcal_csf_shift=-2.0, **kw).classes
+        less += int((plain == CSF).sum()) - int((shifted == CSF).sum())
+        more += int(not torch.equal(plain, shifted))
+    assert more > 0 and less > 0       # population templates among the six, with less CSF once shifted

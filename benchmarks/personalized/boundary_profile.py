@@ -41,7 +41,7 @@ def profile(classes: np.ndarray, image: np.ndarray) -> tuple[list[float], list[f
     return [float(x[b].mean()) for b in bands], [float((classes[b] == CSF).mean()) for b in bands]
 
 
-def synthetic_rows(labels: Path, n: int, brain_share: float = 0.0) -> dict[str, list[float]]:
+def synthetic_rows(labels: Path, n: int, brain_share: float = 0.0, sulcal_shift: float = 0.0) -> dict[str, list[float]]:
     """Mean profiles over `n` synth-2 template-like subjects (seeds 100..), keys T1/T2/PD and "CSF"."""
     from multimodalgen.synthesis.label_sources import read_label_folder
     from multimodalgen.synthesis.subjects import HeadSubjectSampler
@@ -50,7 +50,8 @@ def synthetic_rows(labels: Path, n: int, brain_share: float = 0.0) -> dict[str, 
     rows: dict[str, list[list[float]]] = {m: [] for m in MODALITIES + ("CSF",)}
     for seed in range(100, 100 + n):
         subject = sampler.sample(seed, (88, 104, 88), 2.0, MODALITIES, p_partial=0.0, p_template=1.0,
-                                 max_offset_mm=0.0, template_brain_share=brain_share)
+                                 max_offset_mm=0.0, template_brain_share=brain_share,
+                                 template_sulcal_csf_shift=sulcal_shift)
         classes = subject.classes.numpy()
         for m in MODALITIES:
             values, csf = profile(classes, subject.images[m].numpy())
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subjects", type=int, default=6, help="synthetic template subjects to average (default 6)")
     p.add_argument("--brain-share", type=float, default=0.0,
                    help="also profile the subjects labelled by SPM's brain rule with this share (0 = only argmax)")
+    p.add_argument("--sulcal-shift", type=float, default=0.0,
+                   help="also profile the subjects with this template_sulcal_csf_shift (0 = not)")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     import torch
@@ -93,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
             label = f"same, brain rule {a.brain_share:.2f}: {m} intensity / p99"
             print(f"{label:<66}" + "".join(f"{v:7.2f}" for v in ruled[m]))
         print(f"{'same, brain rule: fraction CSF':<66}" + "".join(f"{v:7.2f}" for v in ruled["CSF"]))
+    if a.sulcal_shift:
+        shifted = synthetic_rows(Path(a.labels), a.subjects, 0.0, a.sulcal_shift)
+        for m in MODALITIES:
+            label = f"same seeds, sulcal CSF shift {a.sulcal_shift:+.1f}: {m} intensity / p99"
+            print(f"{label:<66}" + "".join(f"{v:7.2f}" for v in shifted[m]))
+        print(f"{'same seeds, sulcal CSF shift: fraction CSF':<66}" + "".join(f"{v:7.2f}" for v in shifted["CSF"]))
     return 0
 
 

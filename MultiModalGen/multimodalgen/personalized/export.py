@@ -64,7 +64,9 @@ def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | No
                         "; 60 % of them population templates, the average of 4-8 individual heads with classes by "
                         "majority" if _engine_at_least(synth_version, (2, 3)) else "") + (
                         f"; SPM's brain rule: at the brain's edge a voxel is grey, white or CSF only where that tissue "
-                        f"holds >= {cfg.template_brain_share:.2f} of it" if cfg.template_brain_share else "") + ")"
+                        f"holds >= {cfg.template_brain_share:.2f} of it" if cfg.template_brain_share else "") + (
+                        f"; members' sulcal-CSF log-bias shifted by {cfg.template_sulcal_csf_shift:+.2f}"
+                        if cfg.template_sulcal_csf_shift else "") + ")"
                     if cfg.p_template else "") + ". Label sources: " + ", ".join(
                     f"{k} ({v['licence']})" for k, v in training["label_sources"].items()) + ". No real image, and "
                 "no non-commercial atlas, was used.")

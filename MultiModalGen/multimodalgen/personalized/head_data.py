@@ -24,7 +24,8 @@ class HeadBatches:
     def __init__(self, label_dir: str, modalities: tuple[str, ...], spacing: float,
                  ct_window: tuple[float, float] | None = None, p_partial: float = 0.2, p_epi: float = 0.1,
                  p_template: float = 0.0, device: torch.device | str = "cpu",
-                 max_offset_mm: float = MAX_OFFSET_MM, template_brain_share: float = 0.0) -> None:
+                 max_offset_mm: float = MAX_OFFSET_MM, template_brain_share: float = 0.0,
+                 template_sulcal_csf_shift: float = 0.0) -> None:
         if spacing <= 0:
             raise ValueError("head subjects need the model's working spacing (> 0 mm)")
         self.sampler = HeadSubjectSampler(read_label_folder(label_dir), device)
@@ -34,11 +35,13 @@ class HeadBatches:
         self.p_partial, self.p_epi, self.p_template = p_partial, p_epi, p_template
         self.max_offset_mm = float(max_offset_mm)
         self.template_brain_share = float(template_brain_share)
+        self.template_sulcal_csf_shift = float(template_sulcal_csf_shift)
 
     def subject(self, seed: int, shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """One subject: images `(M, I, J, K)` in [0, 1] and classes `(I, J, K)` int64."""
         sub = self.sampler.sample(seed, shape, self.spacing, self.modalities, self.p_partial, self.p_epi,
-                                  self.p_template, self.max_offset_mm, self.template_brain_share)
+                                  self.p_template, self.max_offset_mm, self.template_brain_share,
+                                  self.template_sulcal_csf_shift)
         images = [torch.from_numpy(normalize(sub.images[m].cpu().numpy(), m, ct_window=self.ct_window))
                   for m in self.modalities]
         return torch.stack(images), sub.classes.cpu()

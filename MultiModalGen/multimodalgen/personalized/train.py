@@ -73,6 +73,7 @@ class TrainConfig:
     p_template: float = 0.0           # synth-2.1: probability of a smoothed subject labelled at its resolution
     max_offset_mm: float = MAX_OFFSET_MM   # synth-2: crop centre within this many mm of the brain's, per axis
     template_brain_share: float = 0.0      # synth-2.4: SPM's brain rule for template classes (0 = plain argmax)
+    template_sulcal_csf_shift: float = 0.0  # synth-2.4: sulcal-CSF log-bias added to population-template members
     max_present: int = 0              # at most this many modalities per subject and step (0 = no cap)
     checkpoint_every: int = 50
     log_every: int = 10
@@ -219,7 +220,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, device: torch.device | str = "c
         batches = HeadBatches(cfg.label_dir, cfg.model.modalities, cfg.model.working_spacing, cfg.model.ct_window,
                               cfg.p_partial, cfg.p_epi, cfg.p_template, device=device,
                               max_offset_mm=cfg.max_offset_mm,
-                              template_brain_share=cfg.template_brain_share)   # rendered on `device`
+                              template_brain_share=cfg.template_brain_share,
+                              template_sulcal_csf_shift=cfg.template_sulcal_csf_shift)   # rendered on `device`
     synth_version = _synth_version(cfg)
     start = 0
     ckpt = out / "last.pt"

@@ -34,6 +34,11 @@ voxel whose brain tissue falls short of `template_brain_share` takes the largest
 (`benchmarks/personalized/boundary_profile.py`): with the plain argmax the template subjects' outer brain layer was 47 %
 CSF, the SPM truth's 27 %, and a network trained on them put the template's brain surface one voxel outward.
 Inside the brain (non-brain share <= 5 %) the plain argmax is kept, so the rule makes no holes.
+Measured: a network trained with it lost CSF Dice at the real templates' edge (benchmarks/personalized/README.md).
+
+Template sulcal CSF (synth-2.4, `template_sulcal_csf_shift` < 0, off by default): every member of a population
+template gets this added to its sulcal-CSF log-bias (`head.HeadParams.sulcal_csf`, drawn in -0.5..0.8), as SPM's
+oldseg shows almost no CSF inside the cortical band (0-2 % two to four voxels in, our templates 7-14 %).
 """
 
 from __future__ import annotations
@@ -80,10 +85,12 @@ class HeadSubjectSampler:
 
     def sample(self, seed: int, shape: tuple[int, int, int], spacing: float, modalities: tuple[str, ...],
                p_partial: float = 0.2, p_epi: float = 0.1, p_template: float = 0.0,
-               max_offset_mm: float = MAX_OFFSET_MM, template_brain_share: float = 0.0) -> HeadSubject:
+               max_offset_mm: float = MAX_OFFSET_MM, template_brain_share: float = 0.0,
+               template_sulcal_csf_shift: float = 0.0) -> HeadSubject:
         """One subject (module docstring); `max_offset_mm`: the grid's centre is drawn uniformly within this distance
         of the brain's centre on each axis (the shape's field of view sees more of the head's periphery when larger);
-        `template_brain_share`: SPM's brain rule for the classes of template-like subjects (0 = plain argmax)."""
+        `template_brain_share`: SPM's brain rule for the classes of template-like subjects (0 = plain argmax);
+        `template_sulcal_csf_shift`: added to every population-template member's sulcal-CSF log-bias (0 = off)."""
         unknown = [m for m in modalities if m not in MODALITIES]
         if unknown:
             raise ValueError(f"no synth-2 renderer for {unknown}; known: {MODALITIES}")
@@ -102,8 +109,12 @@ class HeadSubjectSampler:
             if rng.random() < 0.3:
                 template_fwhm = 0.0
                 acquisitions = {m: dataclasses.replace(a, smooth_fwhm_mm=0.0) for m, a in acquisitions.items()}
+            if template_sulcal_csf_shift:
+                first = dataclasses.replace(params, sulcal_csf=params.sulcal_csf + template_sulcal_csf_shift)
+                members = [render_head(self.tissue, self.affine, first, self.centre)[:2]]
             for _ in range(int(rng.integers(3, 8))):
                 member = member_params(rng, params)
+                member = dataclasses.replace(member, sulcal_csf=member.sulcal_csf + template_sulcal_csf_shift)
                 members.append(render_head(self.tissue, self.affine, member, self.centre)[:2])
         images = {m: torch.stack([render_modality(c, s, table, dataclasses.replace(acq, seed=acq.seed + k), spacing)
                                   for k, (c, s) in enumerate(members)]).mean(0)
