@@ -1,7 +1,7 @@
 """Intensity and CSF profile across the brain surface: SPM oldnorm/oldseg beside synth-2 template-like subjects.
 
     .venv/bin/python benchmarks/personalized/boundary_profile.py --labels LABEL_FOLDER [--data ../shared/data]
-        [--subjects 6] [--brain-share 0.5] [--threads 1]
+        [--subjects 6] [--brain-share 0.5] [--sulcal-shift -1.0] [--threads 1]
 
 A diagnostic for issue 19's CSF loss (79 % of the oldseg truth's CSF lies in the truth brain's outer voxel layer):
 for every whole-voxel signed distance d from the truth brain's surface (d < 0 inside grey + white + CSF, d > 0
@@ -41,7 +41,8 @@ def profile(classes: np.ndarray, image: np.ndarray) -> tuple[list[float], list[f
     return [float(x[b].mean()) for b in bands], [float((classes[b] == CSF).mean()) for b in bands]
 
 
-def synthetic_rows(labels: Path, n: int, brain_share: float = 0.0, sulcal_shift: float = 0.0) -> dict[str, list[float]]:
+def synthetic_rows(labels: Path, n: int, brain_share: float = 0.0,
+                   sulcal_shift: float = 0.0) -> dict[str, list[float]]:
     """Mean profiles over `n` synth-2 template-like subjects (seeds 100..), keys T1/T2/PD and "CSF"."""
     from multimodalgen.synthesis.label_sources import read_label_folder
     from multimodalgen.synthesis.subjects import HeadSubjectSampler
@@ -58,6 +59,13 @@ def synthetic_rows(labels: Path, n: int, brain_share: float = 0.0, sulcal_shift:
             rows[m].append(values)
         rows["CSF"].append(csf)
     return {k: list(np.mean(v, axis=0)) for k, v in rows.items()}
+
+
+def print_rows(name: str, rows: dict[str, list[float]]) -> None:
+    """One table line per modality (intensity / p99) and one for the CSF fraction, labelled `name`."""
+    for m in MODALITIES:
+        print(f"{name + ' ' + m + ' intensity / p99':<66}" + "".join(f"{v:7.2f}" for v in rows[m]))
+    print(f"{name + ': fraction CSF':<66}" + "".join(f"{v:7.2f}" for v in rows["CSF"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,23 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         values, csf = profile(truth, read_volume(spm / f"oldnorm_{m}.nii.gz", modality=m).array)
         print(f"{'oldnorm ' + m + ' intensity / p99 in the brain':<66}" + "".join(f"{v:7.2f}" for v in values))
     print(f"{'oldseg truth: fraction CSF':<66}" + "".join(f"{v:7.2f}" for v in csf))
-    synth = synthetic_rows(Path(a.labels), a.subjects)
-    for m in MODALITIES:
-        label = f"synth-2 templates ({a.subjects}) {m} intensity / p99"
-        print(f"{label:<66}" + "".join(f"{v:7.2f}" for v in synth[m]))
-    print(f"{'synth-2 templates: fraction CSF':<66}" + "".join(f"{v:7.2f}" for v in synth["CSF"]))
+    print_rows(f"synth-2 templates ({a.subjects})", synthetic_rows(Path(a.labels), a.subjects))
     if a.brain_share > 0:   # same subjects (same seeds), classes by SPM's brain rule; the profile is about their surface
-        ruled = synthetic_rows(Path(a.labels), a.subjects, a.brain_share)
-        for m in MODALITIES:
-            label = f"same, brain rule {a.brain_share:.2f}: {m} intensity / p99"
-            print(f"{label:<66}" + "".join(f"{v:7.2f}" for v in ruled[m]))
-        print(f"{'same, brain rule: fraction CSF':<66}" + "".join(f"{v:7.2f}" for v in ruled["CSF"]))
+        print_rows(f"same, brain rule {a.brain_share:.2f}",
+                   synthetic_rows(Path(a.labels), a.subjects, a.brain_share))
     if a.sulcal_shift:
-        shifted = synthetic_rows(Path(a.labels), a.subjects, 0.0, a.sulcal_shift)
-        for m in MODALITIES:
-            label = f"same seeds, sulcal CSF shift {a.sulcal_shift:+.1f}: {m} intensity / p99"
-            print(f"{label:<66}" + "".join(f"{v:7.2f}" for v in shifted[m]))
-        print(f"{'same seeds, sulcal CSF shift: fraction CSF':<66}" + "".join(f"{v:7.2f}" for v in shifted["CSF"]))
+        print_rows(f"same seeds, sulcal CSF shift {a.sulcal_shift:+.1f}",
+                   synthetic_rows(Path(a.labels), a.subjects, 0.0, a.sulcal_shift))
     return 0
 
 

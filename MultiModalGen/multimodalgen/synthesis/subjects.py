@@ -49,7 +49,8 @@ import numpy as np
 import torch
 
 from multimodalgen.synthesis.fields import gaussian_blur
-from multimodalgen.synthesis.head import CSF, GREY, MAX_OFFSET_MM, WHITE, HeadParams, brain_centre, render_head, sample_head_params
+from multimodalgen.synthesis.head import (CSF, GREY, MAX_OFFSET_MM, WHITE, HeadParams, brain_centre, render_head,
+                                          sample_head_params)
 from multimodalgen.synthesis.label_sources import LabelSources
 from multimodalgen.synthesis.physics import (MODALITIES, render_modality, sample_acquisition,
                                              sample_tissue_properties)
@@ -109,7 +110,7 @@ class HeadSubjectSampler:
             if rng.random() < 0.3:
                 template_fwhm = 0.0
                 acquisitions = {m: dataclasses.replace(a, smooth_fwhm_mm=0.0) for m, a in acquisitions.items()}
-            if template_sulcal_csf_shift:
+            if template_sulcal_csf_shift:   # the first member again, shifted (drawn before the template choice)
                 first = dataclasses.replace(params, sulcal_csf=params.sulcal_csf + template_sulcal_csf_shift)
                 members = [render_head(self.tissue, self.affine, first, self.centre)[:2]]
             for _ in range(int(rng.integers(3, 8))):
