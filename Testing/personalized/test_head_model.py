@@ -62,13 +62,45 @@ def test_export_of_a_head_run_records_sources_template_subjects_and_history(tmp_
     cfg = TrainConfig(model=head_config(), shape=(16, 16, 16), steps=1, label_dir=str(tmp_path / "labels"),
                       p_template=1.0)
     train(cfg, tmp_path / "run")
-    out = export_run(tmp_path / "run", tmp_path / "personalized-v9", {"dice": 0.5}, history="stage A then B")
+    out = export_run(tmp_path / "run", tmp_path / "personalized-v9", {"dice": 0.5}, history="stage A then B",
+                     refine_prior_power=0.5, refine_init="clusters")
     card = (out / "MODEL_CARD.md").read_text()
     assert "100% template-like subjects" in card and "- history: stage A then B" in card
+    assert "intensity refinement prior power 0.5, clusters start" in card
     assert SYNTH2_VERSION in card and '"dice": 0.5' in card
     model, ref = load_model(out)
     assert ref.name == "personalized-v9" and len(ref.sha256) == 64 and model.config.labels == HEAD_LABELS
+    assert model.config.refine_prior_power == 0.5 and model.config.refine_init == "clusters"
     assert json.loads((out / "pretrain_config.json").read_text())["label_dir"] == "LABELS"
+
+
+def test_reconfigured_model_keeps_the_weights_and_changes_only_inference_settings(tmp_path):
+    from safetensors.torch import load_file
+
+    from multimodalgen.personalized.export import main as export_main
+    from multimodalgen.personalized.export import reconfigure_model
+    from multimodalgen.personalized.weights import load_model, save_model
+
+    torch.manual_seed(0)
+    save_model(tmp_path / "src-v1", PersonalizedNet(head_config()).eval(), name="src-v1",
+               training={"steps": 7, "command": "train it"}, synth_version="synth-2.3")
+    (tmp_path / "src-v1" / "MODEL_CARD.md").write_text("# src-v1\n\n## Training\n\n- steps: 7\n\n## Files\n\n- x\n")
+    out = reconfigure_model(tmp_path / "src-v1", tmp_path / "src-v2", {"refine_prior_power": 0.5, "mirror_lr": True},
+                            {"dice": 0.6}, history="settings chosen on dev")
+    before, after = load_file(tmp_path / "src-v1" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    model, ref = load_model(out)
+    assert ref.name == "src-v2" and model.config.refine_prior_power == 0.5 and model.config.mirror_lr
+    assert model.config.refine_init == "both"                                   # not given: the source's
+    record = json.loads((out / "config.json").read_text())["provenance"]
+    assert record["steps"] == 7 and record["derived_from"]["name"] == "src-v1"
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "src-v1's weights unchanged" in card and "- steps: 7" in card and '"dice": 0.6' in card
+    with pytest.raises(ValueError, match="inference settings"):
+        reconfigure_model(tmp_path / "src-v1", tmp_path / "bad", {"head_width": 8})
+    with pytest.raises(SystemExit):                              # --from-model without any setting: usage error
+        export_main(["--from-model", str(tmp_path / "src-v1"), "--out", str(tmp_path / "none")])
+    assert not (tmp_path / "none").exists()
 
 
 def test_train_refuses_a_bad_label_folder(tmp_path):
@@ -105,6 +137,50 @@ def test_sliding_window_equals_whole_volume_for_one_window_and_covers_larger():
     # a window's logits are exactly the network's on that window where only that window covers a voxel
     corner = net(big[..., :16, :16, :16], present, reconstruct=False)["logits"]
     torch.testing.assert_close(out[..., :4, :4, :4], corner[..., :4, :4, :4], atol=1e-4, rtol=1e-4)
+
+
+def test_mirrored_logits_are_mirror_symmetric_and_pick_the_left_right_axis():
+    from multimodalgen.personalized.sliding import left_right_axis, mirrored_logits, predict_logits
+
+    assert left_right_axis(np.diag([2.0, 2.0, 2.0, 1.0])) == 0
+    sagittal_first = np.array([[0, 0, 1.0, 0], [1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1]])   # voxel axis 2 = L-R
+    assert left_right_axis(sagittal_first) == 2
+    oblique = np.array([[0.3, 0.95, 0, 0], [0.95, -0.3, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1]])
+    assert left_right_axis(oblique) == 1
+    torch.manual_seed(0)
+    net = PersonalizedNet(head_config()).eval()
+    x, present = torch.rand(1, 3, 16, 16, 16), torch.tensor([[True, False, True]])
+    with torch.no_grad():
+        out = mirrored_logits(net, x, present, axis=1)
+        mirrored_input = mirrored_logits(net, x.flip(3), present, axis=1)
+        plain = predict_logits(net, x, present)
+    # the average over an input and its mirror image is the same whichever of the two is given
+    torch.testing.assert_close(mirrored_input.flip(3), out, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(out, plain)                  # a random network is not symmetric: mirroring did something
+    with pytest.raises(ValueError, match="axis"):
+        mirrored_logits(net, x, present, axis=3)
+
+
+def test_segment_with_mirroring_runs_the_network_twice(monkeypatch):
+    import dataclasses
+
+    import multimodalgen.personalized.inference as inference
+    import multimodalgen.personalized.sliding as sliding
+    from multimodalgen.personalized.inference import segment_volumes
+    from multimodalgen.volume import Volume
+
+    torch.manual_seed(0)
+    net = PersonalizedNet(head_config()).eval()
+    t1 = Volume(np.random.default_rng(0).random((20, 22, 18)).astype(np.float32), np.diag([2.0, 2.0, 2.0, 1.0]), "T1")
+    calls = []
+    real = sliding.predict_logits
+    for module in (sliding, inference):
+        monkeypatch.setattr(module, "predict_logits", lambda *a, **k: calls.append(1) or real(*a, **k))
+    segment_volumes({"T1": t1}, model=net, refine="none")
+    assert len(calls) == 1
+    net.config = dataclasses.replace(net.config, mirror_lr=True)
+    mirrored = segment_volumes({"T1": t1}, model=net, refine="none")
+    assert len(calls) == 3 and mirrored.shape3d == (20, 22, 18)
 
 
 def test_segment_outputs_named_coded_segments(tmp_path):

@@ -3,6 +3,7 @@ synthetic subjects, training resume, test-time personalization, save/load."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -191,9 +192,17 @@ def test_working_spacing_round_trip_and_segment_on_native_grid():
     assert set(small_labels.unique().tolist()) <= set(range(4))
     with pytest.raises(ValueError):
         tiny_config(working_spacing=-1.0)
+    with pytest.raises(ValueError, match="refine_prior_power"):
+        tiny_config(refine_prior_power=1.5)
+    with pytest.raises(ValueError, match="refine_init"):
+        tiny_config(refine_init="kmeans")
     torch.manual_seed(0)
     model = PersonalizedNet(tiny_config(working_spacing=2.0)).eval()
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
     image = Volume(np.random.default_rng(0).random((24, 20, 16)).astype(np.float32), affine, "T1")
     out = segment_volumes({"T1": image}, model=model)
     assert out.array.shape == (24, 20, 16) and out.array.dtype == np.uint8
+    assert "prior power 0.3" in out.metadata["refine"]                   # the model's refinement setting is used
+    model.config = dataclasses.replace(model.config, refine_prior_power=0.7, refine_init="clusters")
+    assert "prior power 0.7, 2 Gaussians per class, clusters start" in segment_volumes({"T1": image},
+                                                                                      model=model).metadata["refine"]

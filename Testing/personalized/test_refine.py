@@ -71,6 +71,17 @@ def test_refine_tissues_modes_and_labels_without_tissues():
         refine_tissues(prior, image, ["T1"], NAMES, "spm")
 
 
+def test_refine_tissues_uses_the_given_prior_power():
+    image, prior, _ = _phantom()
+    default, how = refine_tissues(prior, image, ["T1"], NAMES)
+    trusting, how_trusting = refine_tissues(prior, image, ["T1"], NAMES, prior_power=1.0)
+    assert "prior power 0.3" in how and "both start" in how and "prior power 1" in how_trusting
+    _, how_clusters = refine_tissues(prior, image, ["T1"], NAMES, init="clusters")
+    assert "clusters start" in how_clusters
+    # a prior taken at full strength keeps the refined answer closer to the network's own probabilities
+    assert (trusting - prior).abs().mean() < (default - prior).abs().mean()
+
+
 def test_bad_shapes_and_settings_are_refused():
     image, prior, _ = _phantom()
     with pytest.raises(ValueError, match="one grid"):

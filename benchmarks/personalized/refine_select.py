@@ -1,6 +1,10 @@
-"""How the shipped intensity-refinement setting was chosen (`personalized.refine`): variants side by side, one run.
+"""How a model's intensity-refinement setting is chosen (`personalized.refine`): variants side by side, one run.
 
     .venv/bin/python benchmarks/personalized/refine_select.py [--data ../shared/data] [--model personalized-v5] [--variants "A;B"]
+
+The prior power is a per-model setting (`PersonalizedConfig.refine_prior_power`, set at export with
+`--refine-prior-power`); the row "model's setting" is the given model's own. The network runs as the model is
+configured (with `mirror_lr`, mirrored).
 
 For each variant: SPM oldnorm and avg152 (T1/T2/PD, 2 mm, every non-empty subset; mean Dice over grey/white/CSF
 against oldseg, as `real_heads.py`) and Colin27 (1 mm; grey matter vs the AAL union inside ch2bet) with the
@@ -27,8 +31,11 @@ VARIANTS = {
     "tissues, p^.3, 2 G, network start": dict(classes=(1, 2, 3), prior_power=.3, components=2, init="network"),
     "tissues, p^.5, 2 G, cluster start": dict(classes=(1, 2, 3), prior_power=.5, components=2, init="clusters"),
     "tissues, p^.3, 2 G, cluster start": dict(classes=(1, 2, 3), prior_power=.3, components=2, init="clusters"),
-    "tissues, p^.3, 2 G, both starts (shipped)": dict(classes=(1, 2, 3), prior_power=.3, components=2, init="both"),
+    "tissues, p^.3, 2 G, both starts": dict(classes=(1, 2, 3), prior_power=.3, components=2, init="both"),
     "tissues, p^.5, 2 G, both starts": dict(classes=(1, 2, 3), prior_power=.5, components=2, init="both"),
+    "tissues, p^.7, 2 G, both starts": dict(classes=(1, 2, 3), prior_power=.7, components=2, init="both"),
+    "tissues, p^1, 2 G, both starts": dict(classes=(1, 2, 3), prior_power=1.0, components=2, init="both"),
+    "tissues, p^.7, 2 G, cluster start": dict(classes=(1, 2, 3), prior_power=.7, components=2, init="clusters"),
     "tissues, p^.3, 1 G, both starts": dict(classes=(1, 2, 3), prior_power=.3, components=1, init="both"),
     "grey/white only, p^.3, 2 G, both starts": dict(classes=(1, 2), prior_power=.3, components=2, init="both"),
     "grey/white only, p^.3, 2 G, network start": dict(classes=(1, 2), prior_power=.3, components=2, init="network"),
@@ -40,7 +47,7 @@ def main() -> int:
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[3] / "shared" / "data"))
     p.add_argument("--model", default="personalized-v5")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="only the network alone and the shipped setting (to compare "
+    p.add_argument("--quick", action="store_true", help="only the network alone and the model's own setting (to compare "
                    "models quickly)")
     p.add_argument("--variants", default=None, help="semicolon-separated variant names to run (default: all); the "
                    "network alone always runs")
@@ -53,17 +60,20 @@ def main() -> int:
     from multimodalgen.personalized.tissue_contrast import brightness_matrix
     from multimodalgen.personalized.weights import load_model
 
+    model = load_model(a.model)[0]
+    c = model.config
+    own = f"model's setting: tissues, p^{c.refine_prior_power:g}, 2 G, {c.refine_init} start"
+    VARIANTS[own] = dict(classes=(1, 2, 3), prior_power=c.refine_prior_power, components=2, init=c.refine_init)
     if a.quick:
-        for name in [n for n in VARIANTS if n != "network only" and "(shipped)" not in n]:
+        for name in [n for n in VARIANTS if n not in ("network only", own)]:
             del VARIANTS[name]
     if a.variants:
-        keep = set(a.variants.split(";")) | {"network only"}
+        keep = set(a.variants.split(";")) | {"network only", own}
         unknown = keep - set(VARIANTS)
         if unknown:
             p.error(f"unknown variants {sorted(unknown)}; known: {list(VARIANTS)}")
         for name in set(VARIANTS) - keep:
             del VARIANTS[name]
-    model = load_model(a.model)[0]
     names = dict(enumerate(model.config.labels))
     spm = Path(a.data) / "spm_templates"
     truth, _ = truth_labels(spm)
@@ -90,7 +100,7 @@ def main() -> int:
                 for name, labels in variants({m: images[m] for m in subset}, subset).items():
                     d = dice_by_name(labels, names, truth.array)
                     scores[name].setdefault(prefix, []).append(float(np.mean([d[c] for c in CLASSES])))
-    # the robustness row the shipped setting is worst on (real_heads.py): oldnorm T1 cropped to its upper 60 %
+    # the robustness row the v4-v8 setting is worst on (real_heads.py): oldnorm T1 cropped to its upper 60 %
     cropped, truth_cropped = cropped_upper(read_volume(spm / "oldnorm_T1.nii.gz", "T1"), truth.array)
     for name, labels in variants({"T1": cropped}, ("T1",)).items():
         d = dice_by_name(labels, names, truth_cropped)

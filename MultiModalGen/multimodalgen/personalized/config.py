@@ -39,6 +39,16 @@ class PersonalizedConfig:
         patch_size: sliding-window inference on the working grid with cubic windows of this many voxels (0 = whole
             volume at once). A model trained on crops sees, window by window, what it was trained on (with
             per-volume normalisation the statistics of a window are those of a training crop).
+        refine_prior_power: exponent on the network's probabilities in `segment`'s intensity refinement
+            (`personalized.refine`; 0 = the image's intensities only, 1 = the network's posterior as the prior). How
+            far to trust the network is a property of the network, so it is chosen per model on the dev benchmark
+            (`benchmarks/personalized/refine_select.py`); 0.3 is the value chosen for personalized-v4 and used by
+            every model up to personalized-v8.
+        refine_init: where that refinement's mixture starts ("both": the network's split and intensity clusters,
+            averaged, as every model up to personalized-v8; "clusters"; "network"), chosen with the prior power.
+        mirror_lr: average the network's logits with those of the input mirrored left-right (the voxel axis
+            closest to world left-right; `personalized.sliding.mirrored_logits`): twice the network time, for
+            models trained on left-right flipped subjects.
     """
 
     modalities: tuple[str, ...] = ("T1", "T2", "PD")
@@ -53,6 +63,9 @@ class PersonalizedConfig:
     working_spacing: float = 0.0
     ct_window: tuple[float, float] | None = None
     patch_size: int = 0
+    refine_prior_power: float = 0.3
+    refine_init: str = "both"
+    mirror_lr: bool = False
 
     def __post_init__(self) -> None:
         if not self.modalities or len(set(self.modalities)) != len(self.modalities):
@@ -69,6 +82,10 @@ class PersonalizedConfig:
             raise ValueError(f"ct_window must be (low, high) with low < high, got {self.ct_window}")
         if self.patch_size and self.patch_size % self.encoder.divisor:
             raise ValueError(f"patch_size must be a multiple of {self.encoder.divisor}, got {self.patch_size}")
+        if not 0.0 <= self.refine_prior_power <= 1.0:
+            raise ValueError(f"refine_prior_power must be in [0, 1], got {self.refine_prior_power}")
+        if self.refine_init not in ("both", "clusters", "network"):
+            raise ValueError(f"refine_init must be 'both', 'clusters' or 'network', got {self.refine_init!r}")
         if self.prior_grid < 1 or self.decoder_width < 1 or self.head_width < 1:
             raise ValueError("prior_grid, decoder_width and head_width must be >= 1")
 

@@ -1,7 +1,11 @@
-"""Export a finished training run as a shipped personalized model (fp16) with a MODEL_CARD.md.
+"""Export a finished training run as a shipped personalized model (fp16) with a MODEL_CARD.md, or ship a model's
+unchanged weights with new inference settings.
 
     python -m multimodalgen.personalized.export --run DIR --out MultiModalGen/Resources/Models/personalized-v2
         [--name personalized-v2] [--working-spacing 4] [--metrics results.json] [--history TEXT]
+        [--refine-prior-power P] [--refine-init both|clusters|network] [--mirror-lr]
+    python -m multimodalgen.personalized.export --from-model personalized-v8 --out .../personalized-v9
+        [--refine-prior-power P] [--refine-init ...] [--mirror-lr] [--metrics results.json] [--history TEXT]
 """
 
 from __future__ import annotations
@@ -15,16 +19,19 @@ import torch
 
 from multimodalgen.models.registry import version_from_name
 from multimodalgen.personalized.train import TrainConfig, build_model
+from multimodalgen.personalized.weights import WEIGHTS as WEIGHTS_FILE
 from multimodalgen.personalized.weights import save_model
 
 
 def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | None = None,
                working_spacing: float = 0.0, metrics_source: str = "benchmarks/personalized",
-               history: str | None = None) -> Path:
+               history: str | None = None, refine_prior_power: float | None = None,
+               refine_init: str | None = None, mirror_lr: bool | None = None) -> Path:
     """Write `out/config.json`, `out/model.safetensors` (fp16), `out/pretrain_config.json` (the run's training
     config, replayable with `label_dir` pointed at a prepared label folder) and `out/MODEL_CARD.md` from
     `run/last.pt`. `history`: how a run that changed config on the way got there (stages, steps, configs), put
-    in the card verbatim."""
+    in the card verbatim. `working_spacing` (> 0), `refine_prior_power`, `refine_init` and `mirror_lr` (not None)
+    override the run's inference settings (`PersonalizedConfig`), chosen after training on the dev benchmark."""
     from multimodalgen.personalized.synthetic import SYNTH_VERSION as PHANTOM_VERSION
 
     name = name or out.name
@@ -37,6 +44,12 @@ def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | No
     model.load_state_dict(state["model"])
     if working_spacing:
         model.config = dataclasses.replace(model.config, working_spacing=float(working_spacing))
+    if refine_prior_power is not None:
+        model.config = dataclasses.replace(model.config, refine_prior_power=float(refine_prior_power))
+    if refine_init is not None:
+        model.config = dataclasses.replace(model.config, refine_init=str(refine_init))
+    if mirror_lr is not None:
+        model.config = dataclasses.replace(model.config, mirror_lr=bool(mirror_lr))
     command = ("python -m multimodalgen.personalized.train --config pretrain_config.json --out RUN"
                + (" (label_dir: a folder made by `python -m multimodalgen.synthesis.prepare_labels`)"
                   if cfg.label_dir else ""))
@@ -88,7 +101,10 @@ def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | No
              f"{cfg.model.encoder_norm} statistics; working spacing {model.config.working_spacing} mm "
              "(images are resampled to it and the probabilities back)"
              + (f"; sliding windows of {model.config.patch_size}^3" if model.config.patch_size else "")
-             + (f"; CT window {list(model.config.ct_window)} HU" if model.config.ct_window else ""),
+             + (f"; CT window {list(model.config.ct_window)} HU" if model.config.ct_window else "")
+             + f"; intensity refinement prior power {model.config.refine_prior_power:g}, "
+               f"{model.config.refine_init} start"
+             + ("; logits averaged with the left-right mirrored input's" if model.config.mirror_lr else ""),
              f"- data engine: {data}"] + ([f"- history: {history}"] if history else []) + ["",
              "## Files", "",
              f"- model.safetensors: fp16, {size / 1e6:.2f} MB, {n_params} parameters, sha256 `{ref.sha256}`",
@@ -99,6 +115,60 @@ def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | No
     lines += ["## Limits", "",
               "Short CPU training budget; synthetic-only training. Use an adapter (`multimodalgen finetune`) for "
               "your site's data. Not for clinical use.", ""]
+    (out / "MODEL_CARD.md").write_text("\n".join(lines), encoding="utf-8")
+    return out
+
+
+def reconfigure_model(source: str | Path, out: Path, settings: dict, metrics: dict | None = None,
+                      name: str | None = None, history: str | None = None,
+                      metrics_source: str = "benchmarks/personalized") -> Path:
+    """Ship model `source` (a name or folder)'s weights unchanged (bit for bit, fp16) under a new name with new
+    inference settings `settings` (PersonalizedConfig fields, e.g. `{"refine_prior_power": 0.5, "mirror_lr": True}`):
+    `out/config.json` keeps the source's training record and adds `derived_from` (name, sha256, settings);
+    `out/pretrain_config.json` is the source's; `out/MODEL_CARD.md` is the source's training section under a header
+    that says what changed, with `metrics`. Inference settings only: ValueError for an architecture field."""
+    from multimodalgen.models.artifact import read_artifact
+    from multimodalgen.personalized.weights import load_model, resolve_model_folder
+
+    allowed = {"refine_prior_power", "refine_init", "mirror_lr", "working_spacing", "patch_size", "ct_window"}
+    if not settings or set(settings) - allowed:
+        raise ValueError(f"settings must be inference settings among {sorted(allowed)}, got {sorted(settings)}")
+    folder = resolve_model_folder(source)
+    source_config, _ = read_artifact(folder, "personalized")
+    model, ref = load_model(folder)
+    model.config = dataclasses.replace(model.config, **settings)
+    name = name or out.name
+    out.mkdir(parents=True, exist_ok=True)
+    changed = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}
+    training = {**source_config.get("provenance", {}),
+                "derived_from": {"name": ref.name, "sha256": ref.sha256, "settings": changed}}
+    training.pop("synth_version", None)
+    new_ref = save_model(out, model.eval(), name=name, version=str(version_from_name(name) or 1),
+                         description=source_config.get("description", ""), training=training,
+                         synth_version=source_config.get("synth_version"))
+    if (folder / "pretrain_config.json").is_file():
+        (out / "pretrain_config.json").write_text((folder / "pretrain_config.json").read_text(encoding="utf-8"),
+                                                  encoding="utf-8")
+    source_card = (folder / "MODEL_CARD.md").read_text(encoding="utf-8") if (folder / "MODEL_CARD.md").is_file() else ""
+    body = source_card.split("## Training", 1)[1].split("## Files", 1)[0].strip() if "## Training" in source_card else ""
+    listed = ", ".join(f"{k} {v}" for k, v in changed.items())
+    size = (out / WEIGHTS_FILE).stat().st_size
+    lines = [f"# {name}", "",
+             f"{ref.name}'s weights unchanged (same tensors; source sha256 `{ref.sha256}`) with new inference settings: "
+             f"{listed} (`PersonalizedConfig`; made with `python -m multimodalgen.personalized.export --from-model "
+             f"{ref.name}`). {source_config.get('description', '')}.", ""]
+    if history:
+        lines += [f"History: {history}", ""]
+    lines += [f"## Training (of {ref.name})", "", body, "", "## Files", "",
+              f"- model.safetensors: fp16, {size / 1e6:.2f} MB, sha256 `{new_ref.sha256}`",
+              "- config.json: architecture and inference settings (PersonalizedConfig), label definitions, training "
+              "record and `derived_from`",
+              f"- pretrain_config.json: {ref.name}'s training config (set `label_dir` to a prepared label folder to "
+              "replay)", ""]
+    if metrics:
+        lines += [f"## Metrics ({metrics_source})", "", "```", json.dumps(metrics, indent=1), "```", ""]
+    lines += ["## Limits", "", "Short CPU training budget; synthetic-only training. Use an adapter (`multimodalgen "
+              "finetune`) for your site's data. Not for clinical use.", ""]
     (out / "MODEL_CARD.md").write_text("\n".join(lines), encoding="utf-8")
     return out
 
@@ -116,7 +186,10 @@ def _label_sources(folder: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", required=True)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="training run folder (with last.pt)")
+    source.add_argument("--from-model", help="a shipped model name or folder: its weights unchanged, with the "
+                        "inference settings given here")
     p.add_argument("--out", required=True)
     p.add_argument("--name", default=None, help="model name (default: the --out folder's name)")
     p.add_argument("--metrics", default=None, help="JSON file with benchmark metrics to put in the card")
@@ -124,9 +197,27 @@ def main(argv: list[str] | None = None) -> int:
                    help="mm the model runs at (PersonalizedConfig.working_spacing; 0 = the images' grid)")
     p.add_argument("--history", default=None, help="text for the model card: how the run got there when its config "
                    "changed on the way (stages, steps, configs)")
+    p.add_argument("--refine-prior-power", type=float, default=None, help="the model's intensity-refinement prior "
+                   "power (PersonalizedConfig.refine_prior_power, 0..1; default: the run's, 0.3 unless set), chosen "
+                   "with benchmarks/personalized/refine_select.py")
+    p.add_argument("--refine-init", choices=("both", "clusters", "network"), default=None, help="where the "
+                   "model's intensity refinement starts (PersonalizedConfig.refine_init; default: the run's, both)")
+    p.add_argument("--mirror-lr", action="store_true", help="the model averages its logits with those of the "
+                   "left-right mirrored input (PersonalizedConfig.mirror_lr; twice the network time)")
     a = p.parse_args(argv)
     metrics = json.loads(Path(a.metrics).read_text()) if a.metrics else None
-    export_run(Path(a.run), Path(a.out), metrics, a.name, a.working_spacing, history=a.history)
+    if a.from_model:
+        settings = {k: v for k, v in (("refine_prior_power", a.refine_prior_power), ("refine_init", a.refine_init),
+                                      ("mirror_lr", True if a.mirror_lr else None),
+                                      ("working_spacing", a.working_spacing or None)) if v is not None}
+        if not settings:
+            p.error("--from-model needs at least one inference setting (--refine-prior-power, --refine-init, "
+                    "--mirror-lr, --working-spacing)")
+        reconfigure_model(a.from_model, Path(a.out), settings, metrics, a.name, a.history)
+        return 0
+    export_run(Path(a.run), Path(a.out), metrics, a.name, a.working_spacing, history=a.history,
+               refine_prior_power=a.refine_prior_power, refine_init=a.refine_init,
+               mirror_lr=True if a.mirror_lr else None)
     return 0
 
 

@@ -18,7 +18,7 @@ from multimodalgen.errors import UserInputError
 from multimodalgen.personalized.model import PersonalizedNet, _head
 from multimodalgen.personalized.prepare import check_modalities, model_input, stack_images, to_image_grid
 from multimodalgen.personalized.refine import check_refine_mode, refine_tissues
-from multimodalgen.personalized.sliding import predict_logits
+from multimodalgen.personalized.sliding import left_right_axis, mirrored_logits, predict_logits
 from multimodalgen.personalized.quality import check_segmentation
 from multimodalgen.terminology import definitions_for, segments_from_labels
 from multimodalgen.progress import Progress
@@ -103,13 +103,16 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
         model, ttp_seconds = personalize(model, x, mask, steps=ttp_steps)
     progress.update("segment", 0.6, "running the model")
     with torch.no_grad():
-        probs = to_image_grid(predict_logits(model, x, mask), size, native).softmax(dim=1)[0]
+        logits = (mirrored_logits(model, x, mask, left_right_axis(reference.affine)) if model.config.mirror_lr
+                  else predict_logits(model, x, mask))
+        probs = to_image_grid(logits, size, native).softmax(dim=1)[0]
     refined = "none"
     if refine != "none":
         progress.update("segment", 0.8, "refining with the image's intensities")
         probs, refined = refine_tissues(probs, torch.from_numpy(array[present]).to(probs.device),
                                         [m for m, p in zip(model.config.modalities, present) if p],
-                                        model.config.labels, refine)
+                                        model.config.labels, refine, model.config.refine_prior_power,
+                                        model.config.refine_init)
     top, winner = probs.max(dim=0)                                  # winning probability and label per voxel
     labels = winner.cpu().numpy().astype(np.uint8)
     voxel_ml = abs(float(np.linalg.det(reference.affine[:3, :3]))) / 1e3

@@ -255,8 +255,9 @@ def _e_step(x: torch.Tensor, log_prior: torch.Tensor, params) -> torch.Tensor:
 
 REFINE_MODES = ("intensity", "none")
 #: The shipped setting, chosen on the dev benchmark among 8 variants (benchmarks/personalized/README.md, "Real heads
-#: and the intensity refinement"): refine grey/white/CSF together, prior power .3, 2 Gaussians per class, both starts
-#: averaged.
+#: and the intensity refinement"): refine grey/white/CSF together, 2 Gaussians per class, both starts averaged. The
+#: prior power is the model's (`PersonalizedConfig.refine_prior_power`); PRIOR_POWER is the default for callers
+#: without a model.
 PRIOR_POWER = 0.3
 COMPONENTS = 2
 INIT = "both"
@@ -272,12 +273,15 @@ def check_refine_mode(mode: str) -> None:
 
 
 def refine_tissues(probabilities: torch.Tensor, images: torch.Tensor, modalities: list[str],
-                   label_names: tuple[str, ...], mode: str = "intensity") -> tuple[torch.Tensor, str]:
+                   label_names: tuple[str, ...], mode: str = "intensity", prior_power: float = PRIOR_POWER,
+                   init: str = INIT) -> tuple[torch.Tensor, str]:
     """`segment`'s refinement step: the brain tissue classes of `label_names` refined together (shipped setting).
 
     Args:
         probabilities: `(C, I, J, K)` network softmax on the images' grid; images: `(M, I, J, K)` the present
-            modalities (names `modalities`, normalised); label_names: the C class names.
+            modalities (names `modalities`, normalised); label_names: the C class names; prior_power: exponent on
+            the network's probabilities and init: where the mixture starts (the model's
+            `PersonalizedConfig.refine_prior_power` and `refine_init`).
     Returns:
         (probabilities `(C, I, J, K)` on the input's device, a one-line description for the metadata).
     """
@@ -293,7 +297,7 @@ def refine_tissues(probabilities: torch.Tensor, images: torch.Tensor, modalities
         return probabilities, "none (the labels are not brain tissues)"
     brightness = brightness_matrix(list(modalities), [label_names[i] for i in group])
     refined = refine_with_intensities(probabilities.detach().cpu(), images.detach().cpu(), classes=group,
-                                      prior_power=PRIOR_POWER, components=COMPONENTS, init=INIT,
+                                      prior_power=prior_power, components=COMPONENTS, init=init,
                                       brightness=brightness)
     return refined.to(probabilities.device), (f"intensity (EM over {', '.join(label_names[i] for i in group)}; "
-                                             f"prior power {PRIOR_POWER}, {COMPONENTS} Gaussians per class)")
+                                             f"prior power {prior_power:g}, {COMPONENTS} Gaussians per class, {init} start)")

@@ -4,6 +4,10 @@
 present `(1, M)` bool returns logits `(1, C, I, J, K)`. When `model.config.patch_size` is set and the volume is
 larger than one window, cubic windows of that size are run with 50 % overlap and their logits blended with Gaussian
 weights (nnU-Net style, sigma = 1/8 of the window), so each window is what a training crop was.
+
+`mirrored_logits(model, x, present, axis)` averages those logits with the logits of the input mirrored along one
+voxel axis (flipped back): test-time mirroring as nnU-Net does, only along the axis closest to the patient's
+left-right (`left_right_axis`), the one symmetry the training subjects have (synth-2 flips heads left-right).
 """
 
 from __future__ import annotations
@@ -53,3 +57,20 @@ def predict_logits(model, x: torch.Tensor, present: torch.Tensor, patch_size: in
         norm[i:i + patch, j:j + patch, k:k + patch] += weights
     out = acc / norm
     return out[..., : size[0], : size[1], : size[2]]
+
+
+def left_right_axis(affine) -> int:
+    """The voxel axis (0, 1 or 2) whose direction is closest to world left-right (RAS x) in a 4x4 voxel -> world
+    affine (numpy array)."""
+    column_x = [abs(float(affine[0][a])) / max(1e-12, sum(float(affine[r][a]) ** 2 for r in range(3)) ** 0.5)
+                for a in range(3)]
+    return int(max(range(3), key=lambda a: column_x[a]))
+
+
+def mirrored_logits(model, x: torch.Tensor, present: torch.Tensor, axis: int) -> torch.Tensor:
+    """Logits `(1, C, I, J, K)`: the mean of `predict_logits` on `x` and on `x` mirrored along voxel `axis` (0..2),
+    the latter mirrored back (twice the network time)."""
+    if axis not in (0, 1, 2):
+        raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
+    d = 2 + axis
+    return 0.5 * (predict_logits(model, x, present) + predict_logits(model, x.flip(d), present).flip(d))
