@@ -122,8 +122,9 @@ def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | No
 def reconfigure_model(source: str | Path, out: Path, settings: dict, metrics: dict | None = None,
                       name: str | None = None, history: str | None = None,
                       metrics_source: str = "benchmarks/personalized") -> Path:
-    """Ship model `source` (a name or folder)'s weights unchanged (bit for bit, fp16) under a new name with new
-    inference settings `settings` (PersonalizedConfig fields, e.g. `{"refine_prior_power": 0.5, "mirror_lr": True}`):
+    """Ship model `source` (a name or folder)'s weights unchanged (fp16; bit for bit from an fp16 source, as every
+    shipped model is) under a new name with new inference settings `settings` (PersonalizedConfig fields, e.g.
+    `{"refine_prior_power": 0.5, "mirror_lr": True}`):
     `out/config.json` keeps the source's training record and adds `derived_from` (name, sha256, settings);
     `out/pretrain_config.json` is the source's; `out/MODEL_CARD.md` is the source's training section under a header
     that says what changed, with `metrics`. Inference settings only: ValueError for an architecture field."""
