@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/personalized/refine_select.py [--data ../shared/data] [--model personalized-v5] [--variants "A;B"]
 
 The prior power is a per-model setting (`PersonalizedConfig.refine_prior_power`, set at export with
-`--refine-prior-power`); the row "model's setting" is the given model's own. The network runs as the model is
-configured (with `mirror_lr`, mirrored).
+`--refine-prior-power`, `--refine-init`); the given model's own setting always runs (under its row's name when
+it is one of the listed variants, else as "model's setting"). The network runs as the model is configured (with
+`mirror_lr`, mirrored).
 
 For each variant: SPM oldnorm and avg152 (T1/T2/PD, 2 mm, every non-empty subset; mean Dice over grey/white/CSF
 against oldseg, as `real_heads.py`) and Colin27 (1 mm; grey matter vs the AAL union inside ch2bet) with the
@@ -61,9 +62,12 @@ def main() -> int:
     from multimodalgen.personalized.weights import load_model
 
     model = load_model(a.model)[0]
-    c = model.config
-    own = f"model's setting: tissues, p^{c.refine_prior_power:g}, 2 G, {c.refine_init} start"
-    VARIANTS[own] = dict(classes=(1, 2, 3), prior_power=c.refine_prior_power, components=2, init=c.refine_init)
+    setting = dict(classes=(1, 2, 3), prior_power=model.config.refine_prior_power, components=2,
+                   init=model.config.refine_init)
+    listed = [n for n, v in VARIANTS.items() if v == setting]     # run a setting once, even when it is the model's
+    own = listed[0] if listed else (f"model's setting: tissues, p^{setting['prior_power']:g}, 2 G, "
+                                    f"{setting['init']} start")
+    VARIANTS[own] = setting
     if a.quick:
         for name in [n for n in VARIANTS if n not in ("network only", own)]:
             del VARIANTS[name]

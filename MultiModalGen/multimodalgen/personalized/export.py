@@ -110,12 +110,7 @@ def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | No
              f"- model.safetensors: fp16, {size / 1e6:.2f} MB, {n_params} parameters, sha256 `{ref.sha256}`",
              "- config.json: architecture (PersonalizedConfig), label definitions and training record",
              "- pretrain_config.json: the training config (set `label_dir` to a prepared label folder to replay)", ""]
-    if metrics:
-        lines += [f"## Metrics ({metrics_source})", "", "```", json.dumps(metrics, indent=1), "```", ""]
-    lines += ["## Limits", "",
-              "Short CPU training budget; synthetic-only training. Use an adapter (`multimodalgen finetune`) for "
-              "your site's data. Not for clinical use.", ""]
-    (out / "MODEL_CARD.md").write_text("\n".join(lines), encoding="utf-8")
+    _write_card(out, lines, metrics, metrics_source)
     return out
 
 
@@ -166,12 +161,17 @@ def reconfigure_model(source: str | Path, out: Path, settings: dict, metrics: di
               "record and `derived_from`",
               f"- pretrain_config.json: {ref.name}'s training config (set `label_dir` to a prepared label folder to "
               "replay)", ""]
-    if metrics:
-        lines += [f"## Metrics ({metrics_source})", "", "```", json.dumps(metrics, indent=1), "```", ""]
-    lines += ["## Limits", "", "Short CPU training budget; synthetic-only training. Use an adapter (`multimodalgen "
-              "finetune`) for your site's data. Not for clinical use.", ""]
-    (out / "MODEL_CARD.md").write_text("\n".join(lines), encoding="utf-8")
+    _write_card(out, lines, metrics, metrics_source)
     return out
+
+
+def _write_card(out: Path, lines: list[str], metrics: dict | None, metrics_source: str) -> None:
+    """`out/MODEL_CARD.md`: `lines`, then the metrics (when given) and the limits every shipped model shares."""
+    if metrics:
+        lines = lines + [f"## Metrics ({metrics_source})", "", "```", json.dumps(metrics, indent=1), "```", ""]
+    lines = lines + ["## Limits", "", "Short CPU training budget; synthetic-only training. Use an adapter "
+                     "(`multimodalgen finetune`) for your site's data. Not for clinical use.", ""]
+    (out / "MODEL_CARD.md").write_text("\n".join(lines), encoding="utf-8")
 
 
 def _label_sources(folder: Path) -> dict:

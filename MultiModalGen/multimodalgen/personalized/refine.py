@@ -254,10 +254,10 @@ def _e_step(x: torch.Tensor, log_prior: torch.Tensor, params) -> torch.Tensor:
 
 
 REFINE_MODES = ("intensity", "none")
-#: The shipped setting, chosen on the dev benchmark among 8 variants (benchmarks/personalized/README.md, "Real heads
-#: and the intensity refinement"): refine grey/white/CSF together, 2 Gaussians per class, both starts averaged. The
-#: prior power is the model's (`PersonalizedConfig.refine_prior_power`); PRIOR_POWER is the default for callers
-#: without a model.
+#: `segment` refines grey/white/CSF together with 2 Gaussians per class (chosen on the dev benchmark,
+#: benchmarks/personalized/README.md, "Real heads and the intensity refinement"). The prior power and the start are
+#: the model's (`PersonalizedConfig.refine_prior_power`, `refine_init`); PRIOR_POWER and INIT, the setting of every
+#: model up to personalized-v8, are the defaults for callers without a model.
 PRIOR_POWER = 0.3
 COMPONENTS = 2
 INIT = "both"

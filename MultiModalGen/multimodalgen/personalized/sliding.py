@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from multimodalgen.volume import direction_from_affine
 
 
 def window_starts(size: int, patch: int, overlap: float = 0.5) -> list[int]:
@@ -62,9 +65,7 @@ def predict_logits(model, x: torch.Tensor, present: torch.Tensor, patch_size: in
 def left_right_axis(affine) -> int:
     """The voxel axis (0, 1 or 2) whose direction is closest to world left-right (RAS x) in a 4x4 voxel -> world
     affine (numpy array)."""
-    column_x = [abs(float(affine[0][a])) / max(1e-12, sum(float(affine[r][a]) ** 2 for r in range(3)) ** 0.5)
-                for a in range(3)]
-    return int(max(range(3), key=lambda a: column_x[a]))
+    return int(np.argmax(np.abs(direction_from_affine(np.asarray(affine))[0, :])))
 
 
 def mirrored_logits(model, x: torch.Tensor, present: torch.Tensor, axis: int) -> torch.Tensor:
