@@ -96,6 +96,11 @@ def test_bad_input_refused(tmp_path, cases_csv, tiny_model_dir, capsys):
     assert _segment(tmp_path, tiny_model_dir, {"T1": case["T1"], "T2": other["T2"]}) == 2
     assert "--resample" in capsys.readouterr().err
     assert _segment(tmp_path, tiny_model_dir, {"T1": case["T1"], "T2": other["T2"]}, "--resample") == 0
+    # an unreadable reference label is refused before anything is segmented or written
+    (tmp_path / "o.nii.gz").unlink()
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert _segment(tmp_path, tiny_model_dir, {"T1": case["T1"]}, "--reference-label", str(tmp_path / "notes.txt")) == 2
+    assert "cannot read" in capsys.readouterr().err and not (tmp_path / "o.nii.gz").exists()
     # CSV with a missing path, empty label file, label outside the set
     bad_csv = tmp_path / "bad.csv"
     bad_csv.write_text(f"T1,label\nmissing.nii.gz,{case['label'].name}\n")

@@ -54,6 +54,9 @@ def fewshot_files(images: list, *, out: Path, ctx: RunContext, modalities: list 
                              fix="see `multimodalgen fewshot --help`")
     if not images:
         raise UserInputError("no image given", expected="one or more image channels of the patient")
+    from multimodalgen.io import read_label
+
+    reference = read_label(reference_label) if reference_label is not None else None   # refused before any work
     t0 = time.perf_counter()
     warm = False
     if modes[0]:
@@ -77,11 +80,10 @@ def fewshot_files(images: list, *, out: Path, ctx: RunContext, modalities: list 
     report = {k: v for k, v in (label.metadata.get("fewshot") or {}).items()
               if k not in ("seconds",) and isinstance(v, (str, int, float, list, dict, bool))}
     metrics = {"labels": values, "warm": warm, **report}
-    if reference_label is not None:
+    if reference is not None:
         from multimodalgen.dice import dice_scores
-        from multimodalgen.io import read_label
 
-        metrics["dice"] = dice_scores(label, read_label(reference_label))
+        metrics["dice"] = dice_scores(label, reference)
     timings = {"fewshot": t1 - t0, "write": time.perf_counter() - t1}
     engine_seconds = (label.metadata.get("fewshot") or {}).get("seconds")
     if isinstance(engine_seconds, dict) and "total" in engine_seconds:  # painted-slice engine alone, no file I/O

@@ -46,6 +46,7 @@ def segment_files(images: dict, *, out: Path, ctx: RunContext, adapter: str | No
 
     if not isinstance(images, dict) or not images:
         raise UserInputError("no images given", expected="images: {modality: path}", got=repr(images)[:60])
+    reference = read_label(reference_label) if reference_label is not None else None   # refused before any work
     device = ctx.torch_device()
     t0 = time.perf_counter()
     model, info = ctx.model(f"personalized:{base_model}:{adapter}:{device}",
@@ -69,10 +70,10 @@ def segment_files(images: dict, *, out: Path, ctx: RunContext, adapter: str | No
     quality = label.metadata.get("quality") or {}
     metrics.update({"volumes_ml": quality.get("volumes_ml"), "confidence": quality.get("confidence"),
                     "warnings": list(quality.get("warnings") or [])})
-    if reference_label is not None:
+    if reference is not None:
         from multimodalgen.dice import dice_scores
 
-        metrics["dice"] = dice_scores(label, read_label(reference_label))
+        metrics["dice"] = dice_scores(label, reference)
     return Result(outputs, metrics, {"load_model": t1 - t0, "read": t2 - t1, "segment": t3 - t2,
                                      "ttp": float(label.metadata.get("ttp_seconds") or 0.0),
                                      "write": time.perf_counter() - t3})
