@@ -198,8 +198,8 @@ def step_personalized(samples: Path, out: Path, ctx) -> dict | str:
                        title="personalized segmentation from T1 + registered T2-like",
                        caption=f"Case Colin27: tissues from T1 + the registered T2-like head, shipped base model "
                        f"{labels.metadata.get('base_model') or 'personalized'} (no adapter); volumes {volumes}. "
-                       f"{warning_text(labels)}No reference for this case; on real heads personalized-v9 with the "
-                       "default intensity refinement scores mean Dice .62 over grey/white/CSF (SPM oldnorm) and .76 "
+                       f"{warning_text(labels)}No reference for this case; on real heads personalized-v10 with the "
+                       "default intensity refinement scores mean Dice .63 over grey/white/CSF (SPM oldnorm) and .76 "
                        "for grey matter on Colin27 (benchmarks/personalized/results).",
                        outlines=[Outline(labels, "tissue")])
     quality = labels.metadata.get("quality") or {}

@@ -126,12 +126,11 @@ def test_measured_numbers_come_from_their_results_files():
     """The headline numbers quoted in --help are present in the results files they cite."""
     from multimodalgen.cli.verb_docs import VERB_DOCS
 
-    v9 = "benchmarks/personalized/results/real_heads_2026-12-06_v9-"
+    v10 = "benchmarks/personalized/results/real_heads_2026-12-06_v10.txt"
     checks = [("register", "benchmarks/registration/results/table.md", ["0.842", "2.059", "0.727", "3.558"]),
               ("fewshot", "benchmarks/fewshot/RESULTS.md", ["0.649", "0.789", "0.839", "0.670", "0.732", "0.838"]),
-              ("segment", v9 + "settings.txt", ["0.620   0.560", "0.602   0.547", "0.652", "GM Dice 0.755"]),
-              ("segment", v9 + "adapter.txt", ["21.1 s, peak RSS 1.54 GB"]),
-              ("finetune", v9 + "adapter.txt", ["137.1 s, 87 kB", "0.637", "0.620", "0.578", "0.515"]),
+              ("segment", v10, ["0.632   0.568", "0.620   0.560", "0.652", "GM Dice 0.755", "16.3 s, peak RSS 1.71 GB"]),
+              ("finetune", v10, ["99.1 s, 87 kB", "0.638", "0.632", "0.583", "0.522"]),
               ("features", "benchmarks/encoder/results/table.md", ["0.842", "0.692", "0.374", "0.260", "1.636"])]
     for verb, source, numbers in checks:
         assert source in VERB_DOCS[verb][1]

@@ -85,12 +85,14 @@ def test_reconfigured_model_keeps_the_weights_and_changes_only_inference_setting
     save_model(tmp_path / "src-v1", PersonalizedNet(head_config()).eval(), name="src-v1",
                training={"steps": 7, "command": "train it"}, synth_version="synth-2.3")
     (tmp_path / "src-v1" / "MODEL_CARD.md").write_text("# src-v1\n\n## Training\n\n- steps: 7\n\n## Files\n\n- x\n")
-    out = reconfigure_model(tmp_path / "src-v1", tmp_path / "src-v2", {"refine_prior_power": 0.5, "mirror_lr": True},
+    out = reconfigure_model(tmp_path / "src-v1", tmp_path / "src-v2", {"refine_prior_power": 0.5, "mirror_lr": True,
+                                                                      "csf_shell_mm": 3.0},
                             {"dice": 0.6}, history="settings chosen on dev")
     before, after = load_file(tmp_path / "src-v1" / "model.safetensors"), load_file(out / "model.safetensors")
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     model, ref = load_model(out)
     assert ref.name == "src-v2" and model.config.refine_prior_power == 0.5 and model.config.mirror_lr
+    assert model.config.csf_shell_mm == 3.0
     assert model.config.refine_init == "both"                                   # not given: the source's
     record = json.loads((out / "config.json").read_text())["provenance"]
     assert record["steps"] == 7 and record["derived_from"]["name"] == "src-v1"
@@ -181,6 +183,27 @@ def test_segment_with_mirroring_runs_the_network_twice(monkeypatch):
     net.config = dataclasses.replace(net.config, mirror_lr=True)
     mirrored = segment_volumes({"T1": t1}, model=net, refine="none")
     assert len(calls) == 3 and mirrored.shape3d == (20, 22, 18)
+
+
+def test_segment_applies_the_models_csf_shell_after_the_refinement_only(monkeypatch):
+    import dataclasses
+
+    from multimodalgen.personalized import inference
+    from multimodalgen.personalized.inference import segment_volumes
+    from multimodalgen.volume import Volume
+
+    torch.manual_seed(0)
+    net = PersonalizedNet(head_config()).eval()
+    t1 = Volume(np.random.default_rng(0).random((20, 22, 18)).astype(np.float32), np.diag([2.0, 2.0, 2.0, 1.0]), "T1")
+    seen = []
+    real = inference.close_csf_shell
+    monkeypatch.setattr(inference, "close_csf_shell", lambda p, names, spacing, mm: seen.append((tuple(spacing), mm))
+                        or real(p, names, spacing, mm))
+    net.config = dataclasses.replace(net.config, csf_shell_mm=3.0)
+    refined = segment_volumes({"T1": t1}, model=net)
+    assert seen == [((2.0, 2.0, 2.0), 3.0)] and "CSF shell 3 mm" in refined.metadata["refine"]
+    segment_volumes({"T1": t1}, model=net, refine="none")          # the network's answer as is: no shell
+    assert len(seen) == 1
 
 
 def test_segment_outputs_named_coded_segments(tmp_path):

@@ -35,10 +35,11 @@ def test_rings_no_brain_and_low_confidence_are_flagged():
     out = check_segmentation(rings, _confident(rings, 0.9), 0.01, NAMES)
     assert len(out["warnings"]) == 1 and "implausible tissue proportions" in out["warnings"][0]
     white_heavy = _labels(20000, 36000, 6000)                           # WM/GM 1.8
-    too_big = _labels(10000, 9000, 3000)                                # 2200 mL of "brain" with 0.1 mL voxels
-    for labels, voxel_ml in ((white_heavy, 0.01), (too_big, 0.1)):
+    too_big = _labels(10000, 9000, 3000)                                # 2640 mL of "brain" with 0.12 mL voxels
+    for labels, voxel_ml in ((white_heavy, 0.01), (too_big, 0.12)):
         out = check_segmentation(labels, None, voxel_ml, NAMES)
         assert len(out["warnings"]) == 1 and "implausible tissue proportions" in out["warnings"][0]
+    assert check_segmentation(too_big, None, 0.1, NAMES)["warnings"] == []    # 2200 mL: an MNI-space head (SPM's 1967)
     empty = _labels(100, 100, 0)
     assert "only 2 mL" in check_segmentation(empty, None, 0.01, NAMES)["warnings"][0]
     unsure = _labels(20000, 16000, 6000)

@@ -1,6 +1,6 @@
 """Continue personalized training on a lent GPU inside a fixed wall-clock budget, and bring the result back small.
 
-    OUT=/path python benchmarks/personalized/gpu_train.py --labels .labels --budget-s 480 [--init-model personalized-v9]
+    OUT=/path python benchmarks/personalized/gpu_train.py --labels .labels --budget-s 480 [--init-model personalized-v10]
         [--config benchmarks/personalized/configs/synth2_heads.json] [--batch-size 8] [--shape 96] [--device cuda]
 
 Made for short GPU loans (minutes of device time; see the device tool's README). The shipped weights are the
@@ -12,7 +12,7 @@ starting point (`init_model`, matching tensors), so nothing but the repository a
    with a checkpoint), synth-2 subjects are rendered on the GPU;
 3. the trip back: `$OUT/personalized_gpu.pt` (network + config + step + data-engine version, fp32, no optimiser
    state), `$OUT/train_log.jsonl` and `$OUT/personalized-gpu/` (the exported model folder with its card). Evaluate it
-   here with `benchmarks/personalized/real_heads.py --models <folder>,personalized-v9` (after `refine_select.py
+   here with `benchmarks/personalized/real_heads.py --models <folder>,personalized-v10` (after `refine_select.py
    --model <folder>` to choose its refinement settings) before shipping anything.
 """
 

@@ -1,6 +1,6 @@
 """Personalized segmentation on real heads (issue 19): one run, baselines beside, Dice matched by segment NAME.
 
-    .venv/bin/python benchmarks/personalized/real_heads.py [--data ../shared/data] [--models personalized-v9,personalized-v8]
+    .venv/bin/python benchmarks/personalized/real_heads.py [--data ../shared/data] [--models personalized-v10,personalized-v9]
         [--skip-colin] [--out results.json]
 
 Cases (all from `--data`; evaluation only, never training):
@@ -263,7 +263,7 @@ def mean3(d: dict[str, float]) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[3] / "shared" / "data"))
-    p.add_argument("--models", default="personalized-v9,personalized-v8")
+    p.add_argument("--models", default="personalized-v10,personalized-v9")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--sets", default="oldnorm,avg152", help="template sets to run (oldnorm, avg152)")
     p.add_argument("--skip-colin", action="store_true")

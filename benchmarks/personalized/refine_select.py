@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/personalized/refine_select.py [--data ../shared/data] [--model personalized-v5] [--variants "A;B"]
 
-The prior power is a per-model setting (`PersonalizedConfig.refine_prior_power`, set at export with
+The CSF shell (`PersonalizedConfig.csf_shell_mm`, `--csf-shell-mm`) runs after the refinement in the variants that
+name it. The prior power is a per-model setting (`PersonalizedConfig.refine_prior_power`, set at export with
 `--refine-prior-power`, `--refine-init`); the given model's own setting always runs (under its row's name when
 it is one of the listed variants, else as "model's setting"). The network runs as the model is configured (with
 `mirror_lr`, mirrored).
@@ -41,6 +42,11 @@ VARIANTS = {
     "grey/white only, p^.3, 2 G, both starts": dict(classes=(1, 2), prior_power=.3, components=2, init="both"),
     "grey/white only, p^.3, 2 G, network start": dict(classes=(1, 2), prior_power=.3, components=2, init="network"),
 }
+# the CSF shell after the refinement (`personalized.csf_shell`; PersonalizedConfig.csf_shell_mm), on the v9 setting
+for _mm in (2.0, 3.0, 3.5, 4.5):
+    VARIANTS[f"tissues, p^.5, 2 G, cluster start, shell {_mm:g} mm"] = dict(
+        classes=(1, 2, 3), prior_power=.5, components=2, init="clusters", shell_mm=_mm)
+
 
 
 def main() -> int:
@@ -55,6 +61,7 @@ def main() -> int:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     from multimodalgen.io import read_volume
+    from multimodalgen.personalized.csf_shell import close_csf_shell
     from multimodalgen.personalized.inference import segment_volumes
     from multimodalgen.personalized.prepare import stack_images
     from multimodalgen.personalized.refine import refine_with_intensities
@@ -64,9 +71,12 @@ def main() -> int:
     model = load_model(a.model)[0]
     setting = dict(classes=(1, 2, 3), prior_power=model.config.refine_prior_power, components=2,
                    init=model.config.refine_init)
+    if model.config.csf_shell_mm:
+        setting["shell_mm"] = model.config.csf_shell_mm
     listed = [n for n, v in VARIANTS.items() if v == setting]     # run a setting once, even when it is the model's
     own = listed[0] if listed else (f"model's setting: tissues, p^{setting['prior_power']:g}, 2 G, "
-                                    f"{setting['init']} start")
+                                    f"{setting['init']} start" + (f", shell {setting['shell_mm']:g} mm"
+                                                                  if setting.get("shell_mm") else ""))
     VARIANTS[own] = setting
     if a.quick:
         for name in [n for n in VARIANTS if n not in ("network only", own)]:
@@ -84,6 +94,7 @@ def main() -> int:
 
     def variants(images: dict, subset) -> dict[str, np.ndarray]:
         _, probs = segment_volumes(images, model=model, return_probabilities=True, refine="none")
+        spacing = probs.spacing
         array, present, _ = stack_images(images, model.config.modalities, ct_window=model.config.ct_window)
         x, prob = torch.from_numpy(array[present]), torch.from_numpy(probs.array)
         out = {}
@@ -91,9 +102,12 @@ def main() -> int:
             if setting is None:
                 out[name] = prob.argmax(0).numpy()
                 continue
+            setting = dict(setting)
+            shell_mm = setting.pop("shell_mm", 0.0)
             group = setting["classes"] or tuple(range(len(names)))
             bright = brightness_matrix(list(subset), [names[c] for c in group])
-            out[name] = refine_with_intensities(prob, x, brightness=bright, **setting).argmax(0).numpy()
+            refined = refine_with_intensities(prob, x, brightness=bright, **setting)
+            out[name] = close_csf_shell(refined, model.config.labels, spacing, shell_mm)[0].argmax(0).numpy()
         return out
 
     scores: dict = {name: {} for name in VARIANTS}
@@ -120,9 +134,9 @@ def main() -> int:
         scores[name]["ml"] = np.bincount(labels.ravel(), minlength=4)[1:4] * voxel_ml
     print(f"model {a.model}; mean Dice grey/white/CSF over 7 subsets (worst); oldnorm T1 cropped to its upper 60 %; "
           "Colin27 GM Dice vs AAL; Colin27 mL")
-    print(f"{'variant':<44}{'oldnorm':>16}{'avg152':>16}{'cropped':>9}{'Colin GM':>10}   GM / WM / CSF mL")
+    print(f"{'variant':<58}{'oldnorm':>16}{'avg152':>16}{'cropped':>9}{'Colin GM':>10}   GM / WM / CSF mL")
     for name, s in scores.items():
-        print(f"{name:<44}{np.mean(s['oldnorm']):9.3f} ({min(s['oldnorm']):.3f}){np.mean(s['avg152']):9.3f} "
+        print(f"{name:<58}{np.mean(s['oldnorm']):9.3f} ({min(s['oldnorm']):.3f}){np.mean(s['avg152']):9.3f} "
               f"({min(s['avg152']):.3f}){s['cropped']:9.3f}{s['colin']:10.3f}   "
               + " / ".join(f"{v:.0f}" for v in s["ml"]))
     return 0

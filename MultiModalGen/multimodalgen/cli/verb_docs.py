@@ -34,15 +34,15 @@ VERB_DOCS: dict[str, tuple[str, str]] = {
                 "baseline .670 (ANTs atlas)/.732/.838 (fill between slices) (benchmarks/fewshot/RESULTS.md)"),
     "segment": ("OUT: the label map with named, coloured, SNOMED-coded segments (+ NAME.labels.json); "
                 "--probabilities: NAME.probabilities.nii.gz",
-                "personalized-v9 with the default intensity refinement, real heads (SPM oldnorm), mean Dice "
-                "grey/white/CSF over 7 modality subsets .620 (worst .560) vs .602 (.547) for personalized-v8; "
-                "k-means with an oracle brain mask .652; Colin27 grey matter .755 — accuracy on real heads is still "
-                "low (benchmarks/personalized/results/real_heads_2026-12-06_v9-settings.txt); 1 mm T1 in 21 s on 2 "
-                "CPU threads, 1.5 GB (benchmarks/personalized/results/real_heads_2026-12-06_v9-adapter.txt)"),
+                "personalized-v10 with the default intensity refinement and CSF shell, real heads (SPM oldnorm), "
+                "mean Dice grey/white/CSF over 7 modality subsets .632 (worst .568) vs .620 (.560) for "
+                "personalized-v9; k-means with an oracle brain mask .652; Colin27 grey matter .755; 1 mm T1 in 16 s "
+                "on 2 CPU threads, 1.7 GB — accuracy on real heads is still low "
+                "(benchmarks/personalized/results/real_heads_2026-12-06_v10.txt)"),
     "finetune": ("OUT: the adapter folder (a name alone: into the user adapter folder)",
-                 "MoR adapter fine-tuned on avg152 in 137 s (2 CPU threads; target 300 s), 87 kB: mean Dice .637 on "
-                 "SPM oldnorm vs .620 for its base model personalized-v9, but T1 alone drops (.578 -> .515) "
-                 "(benchmarks/personalized/results/real_heads_2026-12-06_v9-adapter.txt)"),
+                 "MoR adapter fine-tuned on avg152 in 99 s (2 CPU threads; target 300 s), 87 kB: mean Dice .638 on "
+                 "SPM oldnorm vs .632 for its base model personalized-v10, but T1 alone drops (.583 -> .522) "
+                 "(benchmarks/personalized/results/real_heads_2026-12-06_v10.txt)"),
     "features": ("OUT: the 16-channel encoder feature map on the image's grid",
                  "encoder-v2: cross-contrast voxel matching .842 (avg152) / .692 (oldnorm) vs MIND-SSC .374 / "
                  ".260; 128^3 in 1.6 s on 2 cores (benchmarks/encoder/results/table.md)"),

@@ -18,7 +18,7 @@ from multimodalgen.errors import UserInputError
 
 #: The shipped model each kind uses when none is named (one place: `encoder.weights.DEFAULT_ENCODER`,
 #: `personalized.weights.DEFAULT_MODEL` and `models list` read it).
-DEFAULT_MODELS = {"encoder": "encoder-v2", "personalized": "personalized-v9"}
+DEFAULT_MODELS = {"encoder": "encoder-v2", "personalized": "personalized-v10"}
 
 #: The encoder personalized models are initialised from (`personalized.foundation`): personalized-v2 was trained
 #: from encoder-v1, so its training command replays exactly.

@@ -49,6 +49,10 @@ class PersonalizedConfig:
         mirror_lr: average the network's logits with those of the input mirrored left-right (the voxel axis
             closest to world left-right; `personalized.sliding.mirrored_logits`): twice the network time, for
             models trained on left-right flipped subjects.
+        csf_shell_mm: after the refinement, skull-labelled voxels within this distance (mm, Euclidean on the image
+            grid) of grey or white matter are given to CSF (`personalized.csf_shell`: there is always a CSF layer
+            between cortex and inner table); 0 = off, as every model up to personalized-v9. Chosen per model with
+            the refinement setting. Not applied with `segment --refine none` (the network's answer as is).
     """
 
     modalities: tuple[str, ...] = ("T1", "T2", "PD")
@@ -66,6 +70,7 @@ class PersonalizedConfig:
     refine_prior_power: float = 0.3
     refine_init: str = "both"
     mirror_lr: bool = False
+    csf_shell_mm: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.modalities or len(set(self.modalities)) != len(self.modalities):
@@ -84,6 +89,8 @@ class PersonalizedConfig:
             raise ValueError(f"patch_size must be a multiple of {self.encoder.divisor}, got {self.patch_size}")
         if not 0.0 <= self.refine_prior_power <= 1.0:
             raise ValueError(f"refine_prior_power must be in [0, 1], got {self.refine_prior_power}")
+        if not 0.0 <= self.csf_shell_mm <= 20.0:
+            raise ValueError(f"csf_shell_mm must be in [0, 20] mm, got {self.csf_shell_mm}")
         if self.refine_init not in ("both", "clusters", "network"):
             raise ValueError(f"refine_init must be 'both', 'clusters' or 'network', got {self.refine_init!r}")
         if self.prior_grid < 1 or self.decoder_width < 1 or self.head_width < 1:

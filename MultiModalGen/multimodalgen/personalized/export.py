@@ -4,7 +4,7 @@ unchanged weights with new inference settings.
     python -m multimodalgen.personalized.export --run DIR --out MultiModalGen/Resources/Models/personalized-v2
         [--name personalized-v2] [--working-spacing 4] [--metrics results.json] [--history TEXT]
         [--refine-prior-power P] [--refine-init both|clusters|network] [--mirror-lr]
-    python -m multimodalgen.personalized.export --from-model personalized-v8 --out .../personalized-v9
+    python -m multimodalgen.personalized.export --from-model personalized-v9 --out .../personalized-v10 --csf-shell-mm 3
         [--refine-prior-power P] [--refine-init ...] [--mirror-lr] [--metrics results.json] [--history TEXT]
 """
 
@@ -26,12 +26,13 @@ from multimodalgen.personalized.weights import save_model
 def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | None = None,
                working_spacing: float = 0.0, metrics_source: str = "benchmarks/personalized",
                history: str | None = None, refine_prior_power: float | None = None,
-               refine_init: str | None = None, mirror_lr: bool | None = None) -> Path:
+               refine_init: str | None = None, mirror_lr: bool | None = None,
+               csf_shell_mm: float | None = None) -> Path:
     """Write `out/config.json`, `out/model.safetensors` (fp16), `out/pretrain_config.json` (the run's training
     config, replayable with `label_dir` pointed at a prepared label folder) and `out/MODEL_CARD.md` from
     `run/last.pt`. `history`: how a run that changed config on the way got there (stages, steps, configs), put
-    in the card verbatim. `working_spacing` (> 0), `refine_prior_power`, `refine_init` and `mirror_lr` (not None)
-    override the run's inference settings (`PersonalizedConfig`), chosen after training on the dev benchmark."""
+    in the card verbatim. `working_spacing` (> 0), `refine_prior_power`, `refine_init`, `mirror_lr` and `csf_shell_mm` (not
+    None) override the run's inference settings (`PersonalizedConfig`), chosen after training on the dev benchmark."""
     from multimodalgen.personalized.synthetic import SYNTH_VERSION as PHANTOM_VERSION
 
     name = name or out.name
@@ -50,6 +51,8 @@ def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | No
         model.config = dataclasses.replace(model.config, refine_init=str(refine_init))
     if mirror_lr is not None:
         model.config = dataclasses.replace(model.config, mirror_lr=bool(mirror_lr))
+    if csf_shell_mm is not None:
+        model.config = dataclasses.replace(model.config, csf_shell_mm=float(csf_shell_mm))
     command = ("python -m multimodalgen.personalized.train --config pretrain_config.json --out RUN"
                + (" (label_dir: a folder made by `python -m multimodalgen.synthesis.prepare_labels`)"
                   if cfg.label_dir else ""))
@@ -104,7 +107,9 @@ def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | No
              + (f"; CT window {list(model.config.ct_window)} HU" if model.config.ct_window else "")
              + f"; intensity refinement prior power {model.config.refine_prior_power:g}, "
                f"{model.config.refine_init} start"
-             + ("; logits averaged with the left-right mirrored input's" if model.config.mirror_lr else ""),
+             + ("; logits averaged with the left-right mirrored input's" if model.config.mirror_lr else "")
+             + (f"; skull within {model.config.csf_shell_mm:g} mm of grey/white matter given to CSF after the "
+                "refinement" if model.config.csf_shell_mm else ""),
              f"- data engine: {data}"] + ([f"- history: {history}"] if history else []) + ["",
              "## Files", "",
              f"- model.safetensors: fp16, {size / 1e6:.2f} MB, {n_params} parameters, sha256 `{ref.sha256}`",
@@ -126,7 +131,8 @@ def reconfigure_model(source: str | Path, out: Path, settings: dict, metrics: di
     from multimodalgen.models.artifact import read_artifact
     from multimodalgen.personalized.weights import load_model, resolve_model_folder
 
-    allowed = {"refine_prior_power", "refine_init", "mirror_lr", "working_spacing", "patch_size", "ct_window"}
+    allowed = {"refine_prior_power", "refine_init", "mirror_lr", "csf_shell_mm", "working_spacing", "patch_size",
+               "ct_window"}
     if not settings or set(settings) - allowed:
         raise ValueError(f"settings must be inference settings among {sorted(allowed)}, got {sorted(settings)}")
     folder = resolve_model_folder(source)
@@ -205,20 +211,24 @@ def main(argv: list[str] | None = None) -> int:
                    "model's intensity refinement starts (PersonalizedConfig.refine_init; default: the run's, both)")
     p.add_argument("--mirror-lr", action="store_true", help="the model averages its logits with those of the "
                    "left-right mirrored input (PersonalizedConfig.mirror_lr; twice the network time)")
+    p.add_argument("--csf-shell-mm", type=float, default=None, help="after the refinement, skull within this many "
+                   "mm of grey/white matter is given to CSF (PersonalizedConfig.csf_shell_mm; 0 = off, the run's "
+                   "default), chosen with benchmarks/personalized/refine_select.py")
     a = p.parse_args(argv)
     metrics = json.loads(Path(a.metrics).read_text()) if a.metrics else None
     if a.from_model:
         settings = {k: v for k, v in (("refine_prior_power", a.refine_prior_power), ("refine_init", a.refine_init),
                                       ("mirror_lr", True if a.mirror_lr else None),
+                                      ("csf_shell_mm", a.csf_shell_mm),
                                       ("working_spacing", a.working_spacing or None)) if v is not None}
         if not settings:
             p.error("--from-model needs at least one inference setting (--refine-prior-power, --refine-init, "
-                    "--mirror-lr, --working-spacing)")
+                    "--mirror-lr, --csf-shell-mm, --working-spacing)")
         reconfigure_model(a.from_model, Path(a.out), settings, metrics, a.name, a.history)
         return 0
     export_run(Path(a.run), Path(a.out), metrics, a.name, a.working_spacing, history=a.history,
                refine_prior_power=a.refine_prior_power, refine_init=a.refine_init,
-               mirror_lr=True if a.mirror_lr else None)
+               mirror_lr=True if a.mirror_lr else None, csf_shell_mm=a.csf_shell_mm)
     return 0
 
 

@@ -15,6 +15,7 @@ import torch
 from multimodalgen.adapters.inject import inject_adapters, load_adapter_state
 from multimodalgen.adapters.io import load_adapter, resolve_adapter_path
 from multimodalgen.errors import UserInputError
+from multimodalgen.personalized.csf_shell import close_csf_shell
 from multimodalgen.personalized.model import PersonalizedNet, _head
 from multimodalgen.personalized.prepare import check_modalities, model_input, stack_images, to_image_grid
 from multimodalgen.personalized.refine import check_refine_mode, refine_tissues
@@ -113,6 +114,8 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
                                         [m for m, p in zip(model.config.modalities, present) if p],
                                         model.config.labels, refine, model.config.refine_prior_power,
                                         model.config.refine_init)
+        probs, shell = close_csf_shell(probs, model.config.labels, reference.spacing, model.config.csf_shell_mm)
+        refined = f"{refined}; {shell}" if shell else refined
     top, winner = probs.max(dim=0)                                  # winning probability and label per voxel
     labels = winner.cpu().numpy().astype(np.uint8)
     voxel_ml = abs(float(np.linalg.det(reference.affine[:3, :3]))) / 1e3

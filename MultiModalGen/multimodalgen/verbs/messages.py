@@ -22,8 +22,20 @@ def _seconds(result: Result) -> float:
 
 
 def _dice(metrics: dict[str, Any]) -> str:
+    """", mean Dice 0.674 against the reference (grey matter, white matter, cerebrospinal fluid, by name; not in
+    the reference: skull, soft tissue)" (`dice.dice_scores`' policy: the reference's classes are scored)."""
     dice = metrics.get("dice") or {}
-    return f", mean Dice {dice['dice_mean']:.3f} against the reference" if "dice_mean" in dice else ""
+    if "dice_mean" not in dice:
+        return ""
+    details = []
+    scored, unscored = list(dice.get("scored") or []), list(dice.get("unscored") or [])
+    if dice.get("matched_by") == "name":
+        details.append(", ".join(scored) + ", by name" if len(scored) <= 6 else f"{len(scored)} classes by name")
+    if unscored:
+        details.append("not in the reference: " + (", ".join(unscored) if len(unscored) <= 6
+                                                   else f"{len(unscored)} classes"))
+    return f", mean Dice {dice['dice_mean']:.3f} against the reference" + (f" ({'; '.join(details)})"
+                                                                             if details else "")
 
 
 def _shape(shape) -> str:
