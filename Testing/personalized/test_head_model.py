@@ -163,17 +163,24 @@ def test_mirrored_logits_are_mirror_symmetric_and_pick_the_left_right_axis():
         mirrored_logits(net, x, present, axis=3)
 
 
+def _random_net_and_t1():
+    """A random head-label network and a 20 x 22 x 18 random T1 on a 2 mm grid."""
+    from multimodalgen.volume import Volume
+
+    torch.manual_seed(0)
+    net = PersonalizedNet(head_config()).eval()
+    return net, Volume(np.random.default_rng(0).random((20, 22, 18)).astype(np.float32),
+                       np.diag([2.0, 2.0, 2.0, 1.0]), "T1")
+
+
 def test_segment_with_mirroring_runs_the_network_twice(monkeypatch):
     import dataclasses
 
     import multimodalgen.personalized.inference as inference
     import multimodalgen.personalized.sliding as sliding
     from multimodalgen.personalized.inference import segment_volumes
-    from multimodalgen.volume import Volume
 
-    torch.manual_seed(0)
-    net = PersonalizedNet(head_config()).eval()
-    t1 = Volume(np.random.default_rng(0).random((20, 22, 18)).astype(np.float32), np.diag([2.0, 2.0, 2.0, 1.0]), "T1")
+    net, t1 = _random_net_and_t1()
     calls = []
     real = sliding.predict_logits
     for module in (sliding, inference):
@@ -190,11 +197,8 @@ def test_segment_applies_the_models_csf_shell_after_the_refinement_only(monkeypa
 
     from multimodalgen.personalized import inference
     from multimodalgen.personalized.inference import segment_volumes
-    from multimodalgen.volume import Volume
 
-    torch.manual_seed(0)
-    net = PersonalizedNet(head_config()).eval()
-    t1 = Volume(np.random.default_rng(0).random((20, 22, 18)).astype(np.float32), np.diag([2.0, 2.0, 2.0, 1.0]), "T1")
+    net, t1 = _random_net_and_t1()
     seen = []
     real = inference.close_csf_shell
     monkeypatch.setattr(inference, "close_csf_shell", lambda p, names, spacing, mm: seen.append((tuple(spacing), mm))
