@@ -5,9 +5,10 @@ study):
 - **The reference defines what is scored.** Each class the reference contains is scored; a class only the
   prediction has (e.g. skull and soft tissue against a grey/white/CSF reference) is listed under `unscored` instead
   of counting as Dice 0, since the reference says nothing about it. A reference class the prediction lacks scores 0.
-- **Classes are paired by name when both maps name them and share at least one name** (segment names of a `.seg.nrrd` or a model's output,
-  any spelling `terminology.canonical_name` knows: "GM" = "grey matter"), so a reference with other label values
-  is scored correctly; otherwise (a plain label map, or Slicer's placeholder names `Segment_<n>`) by label value.
+- **Classes are paired by name when both maps name them and share at least one name** (segment names of a
+  `.seg.nrrd`, of the `<name>.labels.json` beside a NIfTI/NRRD/MHA label map, or of a model's output, any spelling
+  `terminology.canonical_name` knows: "GM" = "grey matter"), so a reference with other label values is scored
+  correctly; otherwise (a plain label map, or Slicer's placeholder names `Segment_<n>`) by label value.
 """
 
 from __future__ import annotations

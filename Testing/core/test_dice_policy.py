@@ -56,3 +56,21 @@ def test_placeholder_or_disjoint_names_fall_back_to_values_and_a_missing_class_s
         assert scores["matched_by"] == "value" and scores["dice_1"] == 1.0 and scores["dice_2"] == 0.0
     assert dice_scores(_labels(pred), _labels(np.zeros_like(pred))) == {"matched_by": "value", "scored": [],
                                                                         "unscored": ["1"]}
+
+
+def test_a_nifti_reference_is_paired_by_the_names_in_its_sidecar(tmp_path):
+    """A NIfTI label map written with names (`<name>.labels.json` beside it, as `segment` writes it) keeps them when
+    read back, so Dice pairs classes by name; without the sidecar the same files pair by value."""
+    from multimodalgen.dice import dice_files
+    from multimodalgen.io.writers import write_named_labels
+
+    pred = _tissues()
+    names = {1: "grey matter", 2: "white matter", 3: "cerebrospinal fluid", 4: "skull"}
+    reference = np.select([pred == 3, pred == 1, pred == 2], [1, 2, 3], 0)   # CSF 1, GM 2, WM 3
+    write_named_labels(_labels(pred, names), tmp_path / "pred.nii.gz")
+    outputs = write_named_labels(_labels(reference, {1: "CSF", 2: "GM", 3: "WM"}), tmp_path / "truth.nii.gz")
+    scores = dice_files(tmp_path / "pred.nii.gz", tmp_path / "truth.nii.gz")
+    assert scores["matched_by"] == "name" and scores["dice_mean"] == 1.0
+    outputs["labels"].unlink()
+    scores = dice_files(tmp_path / "pred.nii.gz", tmp_path / "truth.nii.gz")
+    assert scores["matched_by"] == "value" and scores["dice_mean"] == 0.0

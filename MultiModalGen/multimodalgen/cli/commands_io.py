@@ -26,6 +26,7 @@ def add_parser(subparsers) -> None:
 
 def run_info(args, ctx) -> int:
     from multimodalgen.io import read_volume
+    from multimodalgen.io.readers import read_labels_sidecar
     from multimodalgen.volume import describe
 
     volume = read_volume(args.path, allow_nonfinite=True, allow_2d=True)
@@ -35,7 +36,7 @@ def run_info(args, ctx) -> int:
     if "segments" in volume.metadata:
         summary["segments"] = volume.metadata["segments"]
     elif not Path(args.path).is_dir():
-        summary.update(_sidecar_segments(Path(args.path)))
+        summary.update(read_labels_sidecar(args.path))
     if args.json or args.progress == "json":
         print(json.dumps({"event": "result", **summary}) if args.progress == "json" else json.dumps(summary, indent=2))
         return 0
@@ -59,20 +60,6 @@ def run_info(args, ctx) -> int:
         lines.append(f"segment      {segment['label']}: {segment['name']}")
     print("\n".join(lines))
     return 0
-
-
-def _sidecar_segments(path: Path) -> dict:
-    """{"segments": [...], "segments_from": sidecar} from a `<name>.labels.json` beside a label map, or {}."""
-    from multimodalgen.io.writers import labels_sidecar
-
-    sidecar = labels_sidecar(path)
-    try:
-        segments = json.loads(sidecar.read_text(encoding="utf-8")).get("segments") if sidecar.is_file() else None
-    except (OSError, ValueError, AttributeError):
-        return {}
-    if not isinstance(segments, list) or not all(isinstance(s, dict) and "label" in s for s in segments):
-        return {}
-    return {"segments": segments, "segments_from": str(sidecar)}
 
 
 def run_convert(args, ctx) -> int:

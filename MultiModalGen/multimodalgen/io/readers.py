@@ -206,10 +206,36 @@ def _nifti_voxels(path: Path, expected_shape: tuple[int, ...]) -> np.ndarray:
 
 
 def read_label(path: str | os.PathLike) -> Volume:
-    """Read a label map (NIfTI/NRRD/MHA or `.seg.nrrd`): integer values >= 0, returned as uint8/int32 `(I, J, K)`."""
+    """Read a label map (NIfTI/NRRD/MHA or `.seg.nrrd`): integer values >= 0, returned as uint8/int32 `(I, J, K)`.
+
+    Segment names come from the `.seg.nrrd` itself or, for other formats, from the `<name>.labels.json` sidecar the
+    project writes beside them (`metadata["segments"]`, with `metadata["segments_from"]` = the sidecar's path), so a
+    NIfTI reference written by `segment` or `convert` keeps its names when it is read back."""
     volume = read_volume(path, "LABEL", allow_nonfinite=True, allow_channels=False)
     array = check_label_array(volume.array, f"label map {Path(path).name}")
-    return Volume(array, volume.affine, "LABEL", volume.metadata)
+    metadata = dict(volume.metadata)
+    if not metadata.get("segments") and not Path(path).is_dir():
+        metadata.update(read_labels_sidecar(path))
+    return Volume(array, volume.affine, "LABEL", metadata)
+
+
+def read_labels_sidecar(path: str | os.PathLike) -> dict:
+    """`{"segments": [{label, name, ...}, ...], "segments_from": sidecar path}` from the `<name>.labels.json` beside
+    label map `path`, or {} when there is none or it is not a segment list (a foreign or damaged sidecar is ignored:
+    the label map is still usable by value)."""
+    import json
+
+    from multimodalgen.io.writers import labels_sidecar
+
+    sidecar = labels_sidecar(path)
+    try:
+        segments = json.loads(sidecar.read_text(encoding="utf-8")).get("segments") if sidecar.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return {}
+    if not isinstance(segments, list) or not segments or not all(
+            isinstance(s, dict) and isinstance(s.get("label"), int) for s in segments):
+        return {}
+    return {"segments": segments, "segments_from": str(sidecar)}
 
 
 def _first_line(exc: BaseException) -> str:
