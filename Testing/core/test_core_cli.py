@@ -85,6 +85,20 @@ def test_convert_label_to_seg_nrrd_and_back(tmp_path, label_volume):
     np.testing.assert_array_equal(read_label(tmp_path / "l.seg.nrrd").array, label_volume.array)
 
 
+def test_convert_keeps_the_names_of_a_nifti_label_sidecar(tmp_path, label_volume):
+    """A NIfTI label map with its `<name>.labels.json` converted to `.seg.nrrd` keeps the segment names (they were
+    dropped: the reader ignored the sidecar)."""
+    from multimodalgen.io.writers import write_named_labels
+
+    values = [int(v) for v in np.unique(label_volume.array) if v]
+    label_volume.metadata["segments"] = [{"label": v, "name": f"structure {v}", "color": [1, 0, 0]} for v in values]
+    write_named_labels(label_volume, tmp_path / "l.nii.gz")
+    assert main(["--progress", "none", "convert", "--label", str(tmp_path / "l.nii.gz"),
+                 str(tmp_path / "l.seg.nrrd")]) == 0
+    segments = read_label(tmp_path / "l.seg.nrrd").metadata["segments"]
+    assert {int(s["label"]): s["name"] for s in segments} == {v: f"structure {v}" for v in values}
+
+
 def test_convert_reference_and_spacing_conflict(tmp_path, volume):
     write_volume(volume, tmp_path / "a.nii.gz")
     code = main(["--progress", "none", "convert", str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz"),
