@@ -18,6 +18,16 @@ _UIDS = itertools.count(1)      # MRML node IDs are unique in a scene ("vtkMRMLS
 _MTIMES = itertools.count(1)    # vtkObject modification times only grow
 
 
+class SettingsStore(dict):
+    """`qt.QSettings` stand-in (value / setValue) for the module's settings."""
+
+    def value(self, key, default=None):
+        return self.get(key, default)
+
+    def setValue(self, key, value):
+        self[key] = value
+
+
 class Matrix4x4:
     """`vtk.vtkMatrix4x4` stand-in: GetElement / SetElement / DeepCopy on a 4x4 float64 array."""
 

@@ -14,14 +14,6 @@ from MultiModalGenLib import actions, bridge
 from MultiModalGenLib.runner import TaskRunner
 
 
-class DictStore(dict):
-    def value(self, key, default=None):
-        return self.get(key, default)
-
-    def setValue(self, key, value):
-        self[key] = value
-
-
 @pytest.fixture()
 def fake_slicer(monkeypatch):
     monkeypatch.setitem(sys.modules, "slicer", sx.fake_slicer_module())
@@ -33,7 +25,7 @@ def fake_slicer(monkeypatch):
 
 @pytest.fixture(scope="module")
 def runner():
-    r = TaskRunner(settingsStore=DictStore())
+    r = TaskRunner(settingsStore=sx.SettingsStore())
     r.updateSettings(device="cpu", threads=1)
     yield r
     r.shutdown()

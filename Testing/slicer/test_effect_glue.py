@@ -25,18 +25,10 @@ pytest.importorskip("PySide6.QtWidgets")
 STUBS = ("qt", "slicer", "vtk", "SegmentEditorEffects", "vtkSegmentationCorePython")
 
 
-class DictStore(dict):
-    def value(self, key, default=None):
-        return self.get(key, default)
-
-    def setValue(self, key, value):
-        self[key] = value
-
-
 @pytest.fixture()
 def runner():
     pytest.importorskip("multimodalgen.fewshot.session")
-    r = TaskRunner(settingsStore=DictStore())
+    r = TaskRunner(settingsStore=sx.SettingsStore())
     r.updateSettings(device="cpu", threads=1)
     yield r
     r.shutdown()

@@ -19,14 +19,6 @@ from MultiModalGenLib.segment_info import PREVIEW_NAME_SUFFIX, PREVIEW_TAG
 from SegmentEditorMultiModalGenLib.effect_logic import PREVIEW_ROLE
 
 
-class DictStore(dict):
-    def value(self, key, default=None):
-        return self.get(key, default)
-
-    def setValue(self, key, value):
-        self[key] = value
-
-
 @pytest.fixture(autouse=True)
 def fake_slicer(monkeypatch):
     monkeypatch.setitem(sys.modules, "slicer", sx.fake_slicer_module())
@@ -36,7 +28,7 @@ def fake_slicer(monkeypatch):
 @pytest.fixture(scope="module")
 def runner():
     pytest.importorskip("multimodalgen.fewshot.session")
-    r = TaskRunner(settingsStore=DictStore())
+    r = TaskRunner(settingsStore=sx.SettingsStore())
     r.updateSettings(device="cpu", threads=1)
     yield r
     r.shutdown()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import slicer_standins as sx
 
 from MultiModalGenLib.parameters import Settings, loadSettings, saveSettings
 from MultiModalGenLib.runner import TaskFailed, TaskRunner
@@ -12,26 +13,16 @@ from MultiModalGenLib.worker_client import BackendError, HttpApi, LocalBackend, 
 from multimodalgen.errors import UserInputError
 
 
-class DictStore(dict):
-    """QSettings stand-in (value/setValue)."""
-
-    def value(self, key, default=None):
-        return self.get(key, default)
-
-    def setValue(self, key, value):
-        self[key] = value
-
-
 @pytest.fixture()
 def runner():
-    r = TaskRunner(settingsStore=DictStore())
+    r = TaskRunner(settingsStore=sx.SettingsStore())
     r.updateSettings(device="cpu")
     yield r
     r.shutdown()
 
 
 def test_settings_round_trip_and_validation(tmp_path):
-    store = DictStore()
+    store = sx.SettingsStore()
     saveSettings(store, Settings(device="cpu", backend="remote", serverUrl="http://gpu:8765", serverToken="t" * 10,
                                  dataFolder=str(tmp_path), threads=2))
     loaded = loadSettings(store)
@@ -155,7 +146,7 @@ class _DoneBackend:
 
 def test_runner_surfaces_the_warnings_of_a_successful_task():
     reply = {"segmentation": "x.nii.gz", "warnings": ["implausible tissue proportions (...)"]}
-    runner = TaskRunner(settingsStore=DictStore(), backendFactory=lambda settings: _DoneBackend(reply))
+    runner = TaskRunner(settingsStore=sx.SettingsStore(), backendFactory=lambda settings: _DoneBackend(reply))
     logged = []
     runner.logCallback = logged.append
     finished = []
