@@ -124,6 +124,27 @@ def test_sample_present_caps_and_never_empties():
     assert int(counts.min()) >= 1 and int(counts.max()) == 3
 
 
+def test_p_single_draws_one_modality_that_often_and_leaves_the_default_stream_alone():
+    from multimodalgen.personalized.train import TrainConfig, sample_present
+
+    def draws(p_single):
+        gen = torch.Generator().manual_seed(1)
+        return torch.cat([sample_present(gen, 4, 6, "random", 0.45, 3, p_single) for _ in range(500)])
+
+    default = draws(0.0)
+    gen = torch.Generator().manual_seed(1)
+    assert torch.equal(default, torch.cat([sample_present(gen, 4, 6, "random", 0.45, 3) for _ in range(500)]))
+    single_share = float((default.sum(1) == 1).float().mean())
+    assert 0.12 < single_share < 0.21                       # dropout alone: P(Binomial(6, .45) <= 1) = .164
+    boosted = draws(0.5)
+    share = float((boosted.sum(1) == 1).float().mean())
+    assert 0.5 + 0.5 * 0.12 < share < 0.5 + 0.5 * 0.21       # half the rows forced single, the rest as before
+    per_modality = boosted[boosted.sum(1) == 1].float().mean(0)
+    assert float(per_modality.min()) > 0.12                 # every modality is drawn alone (uniform: 1/6 each)
+    with pytest.raises(ValueError, match="p_single"):
+        TrainConfig(p_single=1.5)
+
+
 def test_sliding_window_equals_whole_volume_for_one_window_and_covers_larger():
     from multimodalgen.personalized.sliding import predict_logits, window_starts
 

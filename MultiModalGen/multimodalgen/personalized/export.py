@@ -97,7 +97,8 @@ def export_run(run: Path, out: Path, metrics: dict | None = None, name: str | No
              f"- command: `{command}`",
              f"- steps: {training['steps']} (batch {cfg.batch_size}, {cfg.shape[0]}^3 volumes, AdamW lr {cfg.lr}, "
              f"cosine), modality dropout p_keep {cfg.p_keep}" + (f", at most {cfg.max_present} modalities per step"
-                                                                 if cfg.max_present else ""),
+                                                                 if cfg.max_present else "")
+             + (f", one modality alone in {cfg.p_single:.0%} of steps" if cfg.p_single else ""),
              f"- losses: seg {cfg.w_seg}, reconstruction {cfg.w_rec}, invariance {cfg.w_inv}, prior {cfg.w_prior}; "
              f"MR-Pretrain {cfg.mr_pretrain}, GM-Coord {cfg.gm_coord}",
              f"- initialised from: {cfg.init_model or cfg.init_encoder or 'random'}; encoder normalisation: "
