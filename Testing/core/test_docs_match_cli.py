@@ -129,7 +129,11 @@ def test_measured_numbers_come_from_their_results_files():
     v10 = "benchmarks/personalized/results/real_heads_2026-12-06_v10.txt"
     checks = [("register", "benchmarks/registration/results/table.md", ["0.842", "2.059", "0.727", "3.558"]),
               ("fewshot", "benchmarks/fewshot/RESULTS.md", ["0.649", "0.789", "0.839", "0.670", "0.732", "0.838"]),
-              ("segment", v10, ["0.632   0.568", "0.620   0.560", "0.652", "GM Dice 0.755", "16.3 s, peak RSS 1.71 GB"]),
+              ("segment", v10, ["0.632   0.568", "0.620   0.560", "0.652", "GM Dice 0.755"]),
+              ("segment", "benchmarks/personalized/results/real_heads_2026-12-06_v10-fair-kmeans.txt",
+               ["0.632   0.568", "0.529   0.450"]),
+              ("segment", "benchmarks/personalized/results/real_heads_2026-12-06_p-single-candidate.txt",
+               ["personalized-v10 16.1 s 1.23 GB"]),
               ("finetune", v10, ["99.1 s, 87 kB", "0.638", "0.632", "0.583", "0.522"]),
               ("features", "benchmarks/encoder/results/table.md", ["0.842", "0.692", "0.374", "0.260", "1.636"])]
     for verb, source, numbers in checks:

@@ -36,9 +36,11 @@ VERB_DOCS: dict[str, tuple[str, str]] = {
                 "--probabilities: NAME.probabilities.nii.gz",
                 "personalized-v10 with the default intensity refinement and CSF shell, real heads (SPM oldnorm), "
                 "mean Dice grey/white/CSF over 7 modality subsets .632 (worst .568) vs .620 (.560) for "
-                "personalized-v9; k-means with an oracle brain mask .652; Colin27 grey matter .755; 1 mm T1 in 16 s "
-                "on 2 CPU threads, 1.7 GB — accuracy on real heads is still low "
-                "(benchmarks/personalized/results/real_heads_2026-12-06_v10.txt)"),
+                "personalized-v9; k-means with an oracle brain mask .652, inside the model's own brain mask .529 "
+                "(benchmarks/personalized/results/real_heads_2026-12-06_v10-fair-kmeans.txt); Colin27 grey matter "
+                ".755; 1 mm T1 in 16 s on 2 CPU threads, 1.2 GB peak "
+                "(benchmarks/personalized/results/real_heads_2026-12-06_p-single-candidate.txt) — accuracy on real "
+                "heads is still low (benchmarks/personalized/results/real_heads_2026-12-06_v10.txt)"),
     "finetune": ("OUT: the adapter folder (a name alone: into the user adapter folder)",
                  "MoR adapter fine-tuned on avg152 in 99 s (2 CPU threads; target 300 s), 87 kB: mean Dice .638 on "
                  "SPM oldnorm vs .632 for its base model personalized-v10, but T1 alone drops (.583 -> .522) "
