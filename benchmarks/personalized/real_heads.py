@@ -77,7 +77,7 @@ def names_of(label_volume) -> dict[int, str]:
     return {int(k): v for k, v in label_volume.metadata["labels"].items() if int(k) > 0}
 
 
-def kmeans_oracle(images: dict, truth: np.ndarray, seed: int = 0, mask: np.ndarray | None = None) -> np.ndarray:
+def kmeans_in_mask(images: dict, truth: np.ndarray, seed: int = 0, mask: np.ndarray | None = None) -> np.ndarray:
     """k-means (k=3) inside a brain mask (default: the ORACLE mask, truth > 0), clusters matched to classes by the
     best permutation against the truth."""
     from sklearn.cluster import KMeans
@@ -110,8 +110,12 @@ def outer_rim(truth: np.ndarray) -> np.ndarray:
     return brain & ~ndimage.binary_erosion(brain)
 
 
-def subset_table(model, spm: Path, prefix: str, truth, seg) -> tuple[dict, dict]:
-    """Dice per subset and class: (everywhere, away from the truth brain's outer rim `outer_rim`)."""
+def subset_table(model, spm: Path, prefix: str, truth, seg, segmented: dict | None = None) -> tuple[dict, dict]:
+    """Dice per subset and class: (everywhere, away from the truth brain's outer rim `outer_rim`).
+
+    `segmented` keeps each model's label map per (prefix, subset, model), so the fair k-means row reuses the
+    segmentation its model's row already made instead of running the network again."""
+    segmented = {} if segmented is None else segmented
     from multimodalgen.io import read_volume
 
     pattern = {"oldnorm": "oldnorm_{}.nii.gz", "avg152": "avg152{}.nii.gz"}[prefix]
@@ -123,15 +127,18 @@ def subset_table(model, spm: Path, prefix: str, truth, seg) -> tuple[dict, dict]
         for subset in itertools.combinations(MODALITIES, r):
             key = "+".join(subset)
             if model == "k-means (oracle mask)":
-                pred = kmeans_oracle({m: images[m] for m in subset}, truth.array)
+                pred = kmeans_in_mask({m: images[m] for m in subset}, truth.array)
                 names = dict(enumerate(CLASSES, start=1))
             elif model.startswith(KMEANS_MODEL_MASK):   # "k-means (brain mask of MODEL)": no oracle
-                labels = seg({m: images[m] for m in subset}, model[len(KMEANS_MODEL_MASK):-1])
+                owner = model[len(KMEANS_MODEL_MASK):-1]
+                labels = segmented.get((prefix, key, owner))
+                if labels is None:
+                    labels = seg({m: images[m] for m in subset}, owner)
                 brain = np.isin(labels.array, [v for v, n in names_of(labels).items() if canonical(n) in CLASSES])
-                pred = kmeans_oracle({m: images[m] for m in subset}, truth.array, mask=brain)
+                pred = kmeans_in_mask({m: images[m] for m in subset}, truth.array, mask=brain)
                 names = dict(enumerate(CLASSES, start=1))
             else:
-                labels = seg({m: images[m] for m in subset}, model)
+                labels = segmented[(prefix, key, model)] = seg({m: images[m] for m in subset}, model)
                 pred, names = labels.array, names_of(labels)
             out[key] = dice_by_name(pred, names, truth.array)
             interior[key] = dice_by_name(np.where(rim, 0, pred), names, inner_truth)
@@ -327,6 +334,7 @@ def main() -> int:
             return segment_volumes(images, model=loaded[model[: -len(NETWORK_ONLY)]], resample=True, refine="none")
         return segment_volumes(images, model=loaded[model], resample=True)
 
+    segmented: dict = {}      # (prefix, subset, model) -> label map, shared by a model's row and its k-means row
     results: dict = {"oldnorm": {}, "avg152": {}, "oldnorm away from rim": {}, "avg152 away from rim": {},
                      "robustness": {}, "colin27": {}, "adapter": None}
     methods = list(loaded) + ["k-means (oracle mask)"]
@@ -350,7 +358,7 @@ def main() -> int:
         for method in methods:
             if prefix != "oldnorm" and ("+TTP" in method or "+MoR" in method):
                 continue
-            tables = subset_table(method, spm, prefix, truth, seg)
+            tables = subset_table(method, spm, prefix, truth, seg, segmented)
             results[prefix][method], results[prefix + " away from rim"][method] = tables
         print(f"\n{prefix} T1/T2/PD (2 mm), mean Dice over grey/white/CSF matched by segment name")
         print(f"{'method':<24}" + "".join(f"{s:>10}" for s in subsets) + f"{'mean':>8}{'worst':>8}")
