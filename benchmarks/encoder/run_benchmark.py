@@ -161,9 +161,11 @@ def engine_outputs(out: Path, threads: int) -> dict:
 
 
 _TIMING_CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np, torch
 sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, sys.argv[6])
+from peak_memory import own_peak_rss_mb  # VmHWM: this process only (ru_maxrss would include the parent at spawn)
 torch.set_num_threads(int(sys.argv[2]))
 from multimodalgen.encoder.inference import extract_features, fold_batchnorm
 from multimodalgen.encoder.network import UNet3D, UNetConfig
@@ -178,10 +180,10 @@ if size <= 128:
         t0 = time.perf_counter(); extract_features(img, model); times.append(time.perf_counter() - t0)
     print(json.dumps({"seconds": sorted(times)[1]}))
 else:
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = own_peak_rss_mb()
     t0 = time.perf_counter(); f = extract_features(img, model, patch=128, overlap=0.25); dt = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": dt, "peak_rss_mb": peak / 1024, "increase_mb": (peak - base) / 1024,
+    peak = own_peak_rss_mb()
+    print(json.dumps({"seconds": dt, "peak_rss_mb": peak, "increase_mb": peak - base,
                       "output_mb": f.nbytes / 2**20}))
 """
 
@@ -192,7 +194,8 @@ def timing(args, network_cfg: dict) -> dict:
     out = {}
     for size in (128, 256):
         res = subprocess.run([sys.executable, "-c", _TIMING_CHILD, str(REPO / "MultiModalGen"), str(args.threads),
-                              enc, json.dumps(network_cfg), str(size)], capture_output=True, text=True, check=True)
+                              enc, json.dumps(network_cfg), str(size), str(HERE.parent)],
+                             capture_output=True, text=True, check=True)
         r = json.loads(res.stdout.strip().splitlines()[-1])
         if size == 128:
             out["features_128_seconds"] = round(r["seconds"], 3)

@@ -21,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
-import json, resource, sys, time, os
+import json, sys, time, os
+from peak_memory import own_peak_rss_mb  # VmHWM: this process only (ru_maxrss would include the parent at spawn)
 os.environ.setdefault("OMP_NUM_THREADS", sys.argv[3])
 tool, path, threads, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 start = time.perf_counter()
@@ -56,7 +57,7 @@ else:
     arr = np.transpose(sitk.GetArrayFromImage(res), (2, 1, 0))
     np.save(out, arr[::8, ::8, ::8])
     shape = tuple(new_size)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+peak = own_peak_rss_mb()
 print(json.dumps({"read_s": t_read, "total_s": t_total, "peak_mib": peak, "shape": list(shape)}))
 """
 
@@ -93,7 +94,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         path = make_input(tmp)
-        env = dict(os.environ, PYTHONPATH=str(ROOT / "MultiModalGen"))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "MultiModalGen"), str(ROOT / "benchmarks")]))
         rows = {}
         for repeat in range(args.repeats):
             for tool in ("simpleitk", "multimodalgen"):  # interleaved so machine noise hits both

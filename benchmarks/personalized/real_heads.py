@@ -33,6 +33,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "encoder"))   # heldout_contrasts (EPI-like renderer)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # peak_memory
+
+from peak_memory import run_with_peak_memory  # noqa: E402
 
 CLASSES = ("grey matter", "white matter", "cerebrospinal fluid")
 NETWORK_ONLY = " (refine none)"
@@ -229,32 +232,6 @@ def colin(model, data: Path, seg) -> dict:
     return {"gm_dice_vs_aal": dice, "seconds": round(seconds, 1), "peak_rss_gb": round(peak / 1e6, 2),
             "peak_rss_gb_before": round(before / 1e6, 2), "volumes_ml": quality.get("volumes_ml"),
             "confidence": quality.get("confidence"), "warnings": quality.get("warnings", [])}
-
-
-def run_with_peak_memory(cmd: list[str], poll_s: float = 0.05) -> tuple[int, str, float, float]:
-    """Run `cmd`; return (exit code, stderr, wall seconds, the child's own peak RSS in GB).
-
-    The peak is the child's `VmHWM` (high-water mark of its address space after exec) read from /proc while it runs,
-    so this benchmark's own memory never counts: `getrusage(RUSAGE_CHILDREN)` would report the parent's RSS at fork
-    time (the forked child shares the parent's pages until exec, and the high-water mark survives exec), which made
-    earlier runs print the benchmark's in-process peak as the CLI's. Without /proc (macOS) the peak is NaN."""
-    import subprocess
-    import tempfile
-
-    with tempfile.TemporaryFile("w+") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
-        status, peak_kb = Path(f"/proc/{proc.pid}/status"), None
-        while proc.poll() is None:
-            try:
-                line = next(x for x in status.read_text().splitlines() if x.startswith("VmHWM:"))
-                peak_kb = max(float(line.split()[1]), peak_kb or 0.0)
-            except (OSError, StopIteration):
-                pass
-            time.sleep(poll_s)
-        seconds = time.perf_counter() - t0
-        err.seek(0)
-        return proc.returncode, err.read(), seconds, float("nan") if peak_kb is None else peak_kb / 1e6
 
 
 def colin_cli(model: str, data: Path, threads: int, work: Path) -> dict:
