@@ -18,6 +18,10 @@ Baseline: k-means (k = 3) on the stacked normalised intensities inside an ORACLE
 assigned to classes by the best permutation against the truth (generous: it sees the truth twice). The fair
 baseline beside it: the same k-means inside the first model's own brain mask (its grey + white + CSF), no oracle
 (`--no-fair-kmeans` skips it): what intensity clustering adds to the model's brain outline, or loses against it.
+The image-free baseline (`--no-atlas-prior` skips it): SPM's tissue probability map (TPM.nii.gz, MNI space)
+resampled onto each case's grid, each voxel given its most probable of the six TPM classes. Every case here is in
+MNI space, so this row says how much of a score position alone earns; the oldseg truth is itself a population
+average, which favours it.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from peak_memory import run_with_peak_memory  # noqa: E402
 CLASSES = ("grey matter", "white matter", "cerebrospinal fluid")
 NETWORK_ONLY = " (refine none)"
 KMEANS_MODEL_MASK = "k-means (brain mask of "   # + model name + ")": the fair baseline, no oracle
+ATLAS_PRIOR = "TPM atlas (no image)"   # SPM's tissue probability map in MNI space, argmax: what position alone gives
 MODALITIES = ("T1", "T2", "PD")
 
 
@@ -113,6 +118,24 @@ def outer_rim(truth: np.ndarray) -> np.ndarray:
     return brain & ~ndimage.binary_erosion(brain)
 
 
+def atlas_prior_labels(spm: Path, reference) -> np.ndarray:
+    """SPM's TPM (6 classes: grey, white, CSF, bone, soft tissue, air; MNI space) resampled (linear) onto the grid of
+    the Volume `reference`; returns labels like the truth's (1 grey, 2 white, 3 CSF, 0 the rest) by argmax."""
+    import nibabel as nib   # the product's reader refuses 4D images on purpose
+
+    from multimodalgen.resample import resample_like
+    from multimodalgen.volume import Volume
+
+    tpm = nib.load(str(spm / "TPM.nii.gz"))
+    array = np.asarray(tpm.dataobj, dtype=np.float32)
+    if array.ndim != 4 or array.shape[3] < 3:
+        raise ValueError(f"{spm / 'TPM.nii.gz'}: expected a 4D map with >= 3 tissue classes, got {array.shape}")
+    probs = np.stack([resample_like(Volume(array[..., k], tpm.affine, "T1"), reference).array
+                      for k in range(array.shape[3])], axis=-1)
+    best = probs.argmax(-1)
+    return np.where(best < 3, best + 1, 0).astype(np.uint8)
+
+
 def subset_table(model, spm: Path, prefix: str, truth, seg, segmented: dict | None = None) -> tuple[dict, dict]:
     """Dice per subset and class: (everywhere, away from the truth brain's outer rim `outer_rim`).
 
@@ -129,7 +152,10 @@ def subset_table(model, spm: Path, prefix: str, truth, seg, segmented: dict | No
     for r in range(1, 4):
         for subset in itertools.combinations(MODALITIES, r):
             key = "+".join(subset)
-            if model == "k-means (oracle mask)":
+            if model == ATLAS_PRIOR:
+                pred = atlas_prior_labels(spm, images[subset[0]])
+                names = dict(enumerate(CLASSES, start=1))
+            elif model == "k-means (oracle mask)":
                 pred = kmeans_in_mask({m: images[m] for m in subset}, truth.array)
                 names = dict(enumerate(CLASSES, start=1))
             elif model.startswith(KMEANS_MODEL_MASK):   # "k-means (brain mask of MODEL)": no oracle
@@ -234,6 +260,19 @@ def colin(model, data: Path, seg) -> dict:
             "confidence": quality.get("confidence"), "warnings": quality.get("warnings", [])}
 
 
+def colin_atlas(data: Path) -> dict:
+    """The image-free baseline on Colin27: TPM's grey matter (argmax, `atlas_prior_labels`) inside `ch2bet` against
+    the union of the AAL regions inside `ch2bet`, as `colin` scores a model."""
+    from multimodalgen.io import read_volume
+
+    t1 = read_volume(data / "colin27_mricron" / "ch2.nii.gz", "T1")
+    bet = read_volume(data / "colin27_mricron" / "ch2bet.nii.gz").array > 0
+    aal = read_volume(data / "colin27_mricron" / "aal.nii.gz").array
+    pred = (atlas_prior_labels(data / "spm_templates", t1) == 1) & bet
+    truth = (aal > 0) & bet
+    return {"gm_dice_vs_aal": float(2 * (pred & truth).sum() / max(1, pred.sum() + truth.sum()))}
+
+
 def colin_cli(model: str, data: Path, threads: int, work: Path) -> dict:
     """`multimodalgen segment` on Colin27's 1 mm T1 in a fresh process: wall seconds and the child's own peak RSS
     (`run_with_peak_memory`; the in-process figure of `colin` also counts this benchmark's own images and models)."""
@@ -290,6 +329,8 @@ def main() -> int:
                    "refinement (segment --refine none) in every table")
     p.add_argument("--no-fair-kmeans", action="store_true", help="skip the k-means row inside the first model's "
                    "own brain mask (the baseline without an oracle; one extra segmentation per subset)")
+    p.add_argument("--no-atlas-prior", action="store_true", help="skip the image-free baseline (SPM's TPM in MNI "
+                   "space, argmax) on oldnorm, avg152 and Colin27")
     p.add_argument("--work", default="/tmp/real_heads_work")
     p.add_argument("--out", default=None)
     a = p.parse_args()
@@ -318,6 +359,8 @@ def main() -> int:
     first_model = methods[0]
     if not a.no_fair_kmeans:
         methods.append(f"{KMEANS_MODEL_MASK}{first_model})")
+    if not a.no_atlas_prior:
+        methods.append(ATLAS_PRIOR)
     if a.adapter_steps:
         from multimodalgen.personalized.inference import load_with_adapter
 
@@ -372,6 +415,9 @@ def main() -> int:
                   f"  volumes (mL) {r['volumes_ml']}  confidence {r['confidence']}  warnings: {len(r['warnings'])}")
             for w in r["warnings"]:
                 print(f"    warning: {w}")
+        if not a.no_atlas_prior:
+            results["colin27"][ATLAS_PRIOR] = r = colin_atlas(data)
+            print(f"{ATLAS_PRIOR:<24} GM Dice {r['gm_dice_vs_aal']:.3f}")
         first_model = whole_models[0]
         if first_model in loaded and not first_model.endswith(NETWORK_ONLY):
             results["colin27_cli"] = {first_model: colin_cli(first_model, data, a.threads, Path(a.work) / "cli")}
@@ -387,6 +433,10 @@ def main() -> int:
               f"vs k-means {np.mean(km):.3f} + .05: {'MET' if np.mean(old) >= np.mean(km) + 0.05 else 'MISSED'}; "
               f"worst subset {min(old):.3f} within .03 of T1+T2+PD {old[-1]:.3f}: "
               f"{'MET' if old[-1] - min(old) <= 0.03 else 'MISSED'}")
+        if ATLAS_PRIOR in results["oldnorm"]:
+            atlas = mean3(results["oldnorm"][ATLAS_PRIOR][subsets[0]])
+            print(f"  beside the image-free {ATLAS_PRIOR}: {atlas:.3f}; the model is {np.mean(old) - atlas:+.3f} on "
+                  f"the mean and beats it on {sum(v > atlas for v in old)} of {len(old)} subsets")
     if a.out:
         Path(a.out).write_text(json.dumps(results, indent=1))
     return 0
