@@ -1,43 +1,89 @@
-"""Diagnostic (not a product path): personalized-v10's output probabilities fused with SPM's TPM after the fact.
+"""Diagnostic (not a product path): a personalized model's output probabilities fused with SPM's TPM after the fact.
 
-    .venv/bin/python benchmarks/personalized/atlas_fusion_probe.py
+    .venv/bin/python benchmarks/personalized/atlas_fusion_probe.py [--model personalized-v10] [--data ../shared/data]
+        [--weights 0.5,1] [--threads 1]
 
 For oldnorm and avg152 (MNI space; truth = oldseg as in `real_heads.py`) and the subsets T1, T2, PD, T1+T2+PD:
-mean Dice grey/white/CSF of the model's labels, of the argmax of its probabilities, and of
-argmax(log p_model + w log p_TPM) for w = 0.5 and 1 (TPM resampled onto the case's grid, classes mapped
-air -> background, bone -> skull). Shows how much a registered atlas prior could add, and how far the model's
-confident errors sit from the population prior. Evaluation data only.
+mean Dice grey/white/CSF of the model's labels, and of argmax(log p_model + w log p_TPM) for each w (the TPM
+resampled onto the case's grid, its classes mapped air -> background, bone -> skull, +1e-3 so no class is
+impossible). Shows how much a registered atlas prior could add, and whether the model's errors are confident ones.
+Evaluation data only.
 """
-import sys, numpy as np, torch
-torch.set_num_threads(1)
-sys.path.insert(0, "MultiModalGen"); sys.path.insert(0, "benchmarks/personalized")
-import real_heads as rh
-import nibabel as nib
+
+from __future__ import annotations
+
+import argparse
+import sys
 from pathlib import Path
-from multimodalgen.io import read_volume
-from multimodalgen.resample import resample_like
-from multimodalgen.volume import Volume
-from multimodalgen.personalized.inference import segment_volumes
-from multimodalgen.personalized.weights import load_model
-spm = Path("../shared/data/spm_templates")
-truth, _ = rh.truth_labels(spm)
-model = load_model("personalized-v10")[0]
-print(model.config.labels)
-tpm = nib.load(str(spm / "TPM.nii.gz")); T = np.asarray(tpm.dataobj, np.float32)
-def atlas_on(ref):
-    p = np.stack([resample_like(Volume(T[..., k], tpm.affine, "T1"), ref).array for k in range(6)], 0)
-    # model order: background, GM, WM, CSF, skull, soft  <- TPM: air(5), GM0, WM1, CSF2, bone3, soft4
-    return np.stack([p[5], p[0], p[1], p[2], p[3], p[4]], 0) + 1e-3
-def score(lab, t):
-    return [2 * ((lab == c) & (t == c)).sum() / max(1, (lab == c).sum() + (t == c).sum()) for c in (1, 2, 3)]
-for prefix, pat in (("oldnorm", "oldnorm_{}.nii.gz"), ("avg152", "avg152{}.nii.gz")):
-    imgs = {m: read_volume(spm / pat.format(m), m) for m in ("T1", "T2", "PD")}
-    A = atlas_on(imgs["T1"])
-    for subset in (("T1",), ("T2",), ("PD",), ("T1", "T2", "PD")):
-        lab, prob = segment_volumes({m: imgs[m] for m in subset}, model=model, resample=True, return_probabilities=True)
-        P = prob.array
-        row = [f"{prefix} {'+'.join(subset):10s} model-labels {np.mean(score(lab.array, truth.array)):.3f} probs-argmax {np.mean(score(P.argmax(0), truth.array)):.3f}"]
-        for w in (0.5, 1.0):
-            f = np.log(P + 1e-4) + w * np.log(A)
-            row.append(f"w{w} {np.mean(score(f.argmax(0), truth.array)):.3f}")
-        print("  ".join(row), flush=True)
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1] / "MultiModalGen"))
+sys.path.insert(0, str(HERE))
+
+# the model's classes, in its order, and the TPM volume (0 grey, 1 white, 2 CSF, 3 bone, 4 soft tissue, 5 air) for each
+MODEL_FROM_TPM = {"background": 5, "grey matter": 0, "white matter": 1, "cerebrospinal fluid": 2, "skull": 3,
+                  "soft tissue": 4}
+SUBSETS = (("T1",), ("T2",), ("PD",), ("T1", "T2", "PD"))
+
+
+def tpm_for_model(tpm_path: Path, reference, labels: tuple[str, ...]) -> np.ndarray:
+    """(C, I, J, K) TPM probabilities on `reference`'s grid, one per model label in `labels` (+1e-3)."""
+    import nibabel as nib  # the product's reader refuses 4D images on purpose
+    from multimodalgen.resample import resample_like
+    from multimodalgen.volume import Volume
+
+    unknown = [name for name in labels if name not in MODEL_FROM_TPM]
+    if unknown:
+        raise ValueError(f"no TPM class for the model's labels {unknown}; expected only {sorted(MODEL_FROM_TPM)}")
+    tpm = nib.load(str(tpm_path))
+    array = np.asarray(tpm.dataobj, dtype=np.float32)
+    return np.stack([resample_like(Volume(array[..., MODEL_FROM_TPM[name]], tpm.affine, "T1"), reference).array
+                     for name in labels]) + 1e-3
+
+
+def mean_dice(labels: np.ndarray, truth: np.ndarray, values: tuple[int, int, int]) -> float:
+    """Mean Dice of grey/white/CSF; `values` are those classes' values in `labels` (truth: 1, 2, 3)."""
+    scores = [2 * ((labels == v) & (truth == t)).sum() / max(1, (labels == v).sum() + (truth == t).sum())
+              for v, t in zip(values, (1, 2, 3))]
+    return float(np.mean(scores))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="personalized-v10")
+    p.add_argument("--data", default=str(HERE.parents[2] / "shared" / "data"))
+    p.add_argument("--weights", default="0.5,1", help="comma-separated TPM weights w")
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args()
+    import torch
+    from multimodalgen.io import read_volume
+    from multimodalgen.personalized.inference import segment_volumes
+    from multimodalgen.personalized.weights import load_model
+    from real_heads import truth_labels
+
+    torch.set_num_threads(a.threads)
+    spm = Path(a.data) / "spm_templates"
+    weights = [float(w) for w in a.weights.split(",")]
+    truth, _ = truth_labels(spm)
+    model = load_model(a.model)[0]
+    labels = tuple(model.config.labels)
+    values = tuple(labels.index(n) for n in ("grey matter", "white matter", "cerebrospinal fluid"))
+    print(f"{a.model}: mean Dice grey/white/CSF; fused = argmax(log p_model + w log p_TPM)")
+    print(f"{'case':<22}{'labels':>8}" + "".join(f"{'w ' + str(w):>8}" for w in weights))
+    for prefix, pattern in (("oldnorm", "oldnorm_{}.nii.gz"), ("avg152", "avg152{}.nii.gz")):
+        images = {m: read_volume(spm / pattern.format(m), m) for m in ("T1", "T2", "PD")}
+        atlas = np.log(tpm_for_model(spm / "TPM.nii.gz", images["T1"], labels))
+        for subset in SUBSETS:
+            lab, prob = segment_volumes({m: images[m] for m in subset}, model=model, resample=True,
+                                        return_probabilities=True)
+            log_p = np.log(prob.array + 1e-4)
+            fused = [mean_dice((log_p + w * atlas).argmax(0), truth.array, values) for w in weights]
+            print(f"{prefix + ' ' + '+'.join(subset):<22}{mean_dice(lab.array, truth.array, values):8.3f}"
+                  + "".join(f"{f:8.3f}" for f in fused), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -39,7 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "encoder"))   # heldout_contrasts (EPI-like renderer)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # peak_memory
 
-from peak_memory import run_with_peak_memory  # noqa: E402
+from peak_memory import run_with_peak_memory
 
 CLASSES = ("grey matter", "white matter", "cerebrospinal fluid")
 NETWORK_ONLY = " (refine none)"
