@@ -134,6 +134,8 @@ def test_measured_numbers_come_from_their_results_files():
                ["0.632   0.568", "0.529   0.450"]),
               ("segment", "benchmarks/personalized/results/real_heads_2026-12-06_p-single-candidate.txt",
                ["personalized-v10 16.1 s 1.23 GB"]),
+              ("segment", "benchmarks/personalized/results/real_heads_2026-12-06_p-single-20-candidate.txt",
+               ["TPM atlas (no image)", "0.701   0.701", "GM Dice 0.757"]),
               ("finetune", v10, ["99.1 s, 87 kB", "0.638", "0.632", "0.583", "0.522"]),
               ("features", "benchmarks/encoder/results/table.md", ["0.842", "0.692", "0.374", "0.260", "1.636"])]
     for verb, source, numbers in checks:
