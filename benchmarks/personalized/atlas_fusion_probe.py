@@ -4,9 +4,11 @@
         [--weights 0.5,1] [--threads 1]
 
 For oldnorm and avg152 (MNI space; truth = oldseg as in `real_heads.py`) and the subsets T1, T2, PD, T1+T2+PD:
-mean Dice grey/white/CSF of the model's labels, and of argmax(log p_model + w log p_TPM) for each w (the TPM
-resampled onto the case's grid, its classes mapped air -> background, bone -> skull, +1e-3 so no class is
-impossible). Shows how much a registered atlas prior could add, and whether the model's errors are confident ones.
+mean Dice grey/white/CSF of the model's labels; of argmax(log p_model + w log p_TPM) for each w, after the fact
+("after"); and of the model's own pipeline with the network's probabilities multiplied by p_TPM^w before its
+intensity refinement and CSF shell ("inside", the way SPM's unified segmentation uses its atlas). The TPM is resampled
+onto the case's grid, its classes mapped air -> background, bone -> skull, +1e-3 so no class is impossible.
+Shows how much a registered atlas prior could add, and whether the model's errors are confident ones.
 Evaluation data only.
 """
 
@@ -70,18 +72,39 @@ def main() -> int:
     model = load_model(a.model)[0]
     labels = tuple(model.config.labels)
     values = tuple(labels.index(n) for n in ("grey matter", "white matter", "cerebrospinal fluid"))
-    print(f"{a.model}: mean Dice grey/white/CSF; fused = argmax(log p_model + w log p_TPM)")
-    print(f"{'case':<22}{'labels':>8}" + "".join(f"{'w ' + str(w):>8}" for w in weights))
+    from multimodalgen.personalized import inference
+
+    original_refine = inference.refine_tissues
+    fusion = {"atlas": None, "w": 0.0}
+
+    def refine_with_atlas(probs, *args, **kwargs):    # the network's probabilities times p_TPM^w, renormalised
+        fused = probs * torch.from_numpy(fusion["atlas"]).to(probs) ** fusion["w"]
+        return original_refine(fused / fused.sum(0, keepdim=True), *args, **kwargs)
+
+    print(f"{a.model}: mean Dice grey/white/CSF; after = argmax(log p_model + w log p_TPM) of the final "
+          f"probabilities; inside = p_network x p_TPM^w before the refinement")
+    print(f"{'case':<22}{'labels':>8}" + "".join(f"{'after ' + str(w):>11}" for w in weights)
+          + "".join(f"{'inside ' + str(w):>12}" for w in weights))
     for prefix, pattern in (("oldnorm", "oldnorm_{}.nii.gz"), ("avg152", "avg152{}.nii.gz")):
         images = {m: read_volume(spm / pattern.format(m), m) for m in ("T1", "T2", "PD")}
-        atlas = np.log(tpm_for_model(spm / "TPM.nii.gz", images["T1"], labels))
+        atlas_p = tpm_for_model(spm / "TPM.nii.gz", images["T1"], labels)
+        atlas = np.log(atlas_p)
         for subset in SUBSETS:
             lab, prob = segment_volumes({m: images[m] for m in subset}, model=model, resample=True,
                                         return_probabilities=True)
             log_p = np.log(prob.array + 1e-4)
-            fused = [mean_dice((log_p + w * atlas).argmax(0), truth.array, values) for w in weights]
+            after = [mean_dice((log_p + w * atlas).argmax(0), truth.array, values) for w in weights]
+            inside = []
+            for w in weights:
+                fusion.update(atlas=atlas_p.astype(np.float32), w=w)
+                inference.refine_tissues = refine_with_atlas
+                try:
+                    fused = segment_volumes({m: images[m] for m in subset}, model=model, resample=True)
+                finally:
+                    inference.refine_tissues = original_refine
+                inside.append(mean_dice(fused.array, truth.array, values))
             print(f"{prefix + ' ' + '+'.join(subset):<22}{mean_dice(lab.array, truth.array, values):8.3f}"
-                  + "".join(f"{f:8.3f}" for f in fused), flush=True)
+                  + "".join(f"{f:11.3f}" for f in after) + "".join(f"{f:12.3f}" for f in inside), flush=True)
     return 0
 
 
