@@ -8,6 +8,7 @@ mean Dice grey/white/CSF of the model's labels; of argmax(log p_model + w log p_
 ("after"); and of the model's own pipeline with the network's probabilities multiplied by p_TPM^w before its
 intensity refinement and CSF shell ("inside", the way SPM's unified segmentation uses its atlas). The TPM is resampled
 onto the case's grid, its classes mapped air -> background, bone -> skull, +1e-3 so no class is impossible.
+Colin27 (1 mm T1, an individual brain): grey-matter Dice against the AAL union inside `ch2bet`, alone and inside.
 Shows how much a registered atlas prior could add, and whether the model's errors are confident ones.
 Evaluation data only.
 """
@@ -45,6 +46,42 @@ def tpm_for_model(tpm_path: Path, reference, labels: tuple[str, ...]) -> np.ndar
                      for name in labels]) + 1e-3
 
 
+def segment_with_atlas(images: dict, model, atlas: np.ndarray, w: float):
+    """`segment_volumes` with the network's probabilities multiplied by `atlas`^w (`(C, I, J, K)` on the images'
+    grid, the model's classes) and renormalised before the model's own refinement and CSF shell."""
+    import torch
+    from multimodalgen.personalized import inference
+
+    original = inference.refine_tissues
+
+    def refine_with_atlas(probs, *args, **kwargs):
+        fused = probs * torch.from_numpy(atlas).to(probs) ** w
+        return original(fused / fused.sum(0, keepdim=True), *args, **kwargs)
+
+    inference.refine_tissues = refine_with_atlas
+    try:
+        return inference.segment_volumes(images, model=model, resample=True)
+    finally:
+        inference.refine_tissues = original
+
+
+def colin_grey_dice(model, data: Path, weights: list[float]) -> list[float]:
+    """Colin27 ch2 (1 mm T1): grey-matter Dice against the AAL union inside `ch2bet`, as `real_heads.colin` scores
+    it, for the model alone (first) and with the atlas inside at each weight."""
+    from multimodalgen.io import read_volume
+
+    t1 = read_volume(data / "colin27_mricron" / "ch2.nii.gz", "T1")
+    bet = read_volume(data / "colin27_mricron" / "ch2bet.nii.gz").array > 0
+    truth = (read_volume(data / "colin27_mricron" / "aal.nii.gz").array > 0) & bet
+    labels = tuple(model.config.labels)
+    atlas = tpm_for_model(data / "spm_templates" / "TPM.nii.gz", t1, labels).astype(np.float32)
+    out = []
+    for w in [0.0, *weights]:
+        pred = (segment_with_atlas({"T1": t1}, model, atlas, w).array == labels.index("grey matter")) & bet
+        out.append(float(2 * (pred & truth).sum() / max(1, pred.sum() + truth.sum())))
+    return out
+
+
 def mean_dice(labels: np.ndarray, truth: np.ndarray, values: tuple[int, int, int]) -> float:
     """Mean Dice of grey/white/CSF; `values` are those classes' values in `labels` (truth: 1, 2, 3)."""
     scores = [2 * ((labels == v) & (truth == t)).sum() / max(1, (labels == v).sum() + (truth == t).sum())
@@ -58,6 +95,7 @@ def main() -> int:
     p.add_argument("--data", default=str(HERE.parents[2] / "shared" / "data"))
     p.add_argument("--weights", default="0.5,1", help="comma-separated TPM weights w")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--skip-colin", action="store_true", help="skip Colin27 (1 mm; the model alone and inside)")
     a = p.parse_args()
     import torch
     from multimodalgen.io import read_volume
@@ -72,15 +110,6 @@ def main() -> int:
     model = load_model(a.model)[0]
     labels = tuple(model.config.labels)
     values = tuple(labels.index(n) for n in ("grey matter", "white matter", "cerebrospinal fluid"))
-    from multimodalgen.personalized import inference
-
-    original_refine = inference.refine_tissues
-    fusion = {"atlas": None, "w": 0.0}
-
-    def refine_with_atlas(probs, *args, **kwargs):    # the network's probabilities times p_TPM^w, renormalised
-        fused = probs * torch.from_numpy(fusion["atlas"]).to(probs) ** fusion["w"]
-        return original_refine(fused / fused.sum(0, keepdim=True), *args, **kwargs)
-
     print(f"{a.model}: mean Dice grey/white/CSF; after = argmax(log p_model + w log p_TPM) of the final "
           f"probabilities; inside = p_network x p_TPM^w before the refinement")
     print(f"{'case':<22}{'labels':>8}" + "".join(f"{'after ' + str(w):>11}" for w in weights)
@@ -94,17 +123,15 @@ def main() -> int:
                                         return_probabilities=True)
             log_p = np.log(prob.array + 1e-4)
             after = [mean_dice((log_p + w * atlas).argmax(0), truth.array, values) for w in weights]
-            inside = []
-            for w in weights:
-                fusion.update(atlas=atlas_p.astype(np.float32), w=w)
-                inference.refine_tissues = refine_with_atlas
-                try:
-                    fused = segment_volumes({m: images[m] for m in subset}, model=model, resample=True)
-                finally:
-                    inference.refine_tissues = original_refine
-                inside.append(mean_dice(fused.array, truth.array, values))
+            inside = [mean_dice(segment_with_atlas({m: images[m] for m in subset}, model,
+                                                   atlas_p.astype(np.float32), w).array, truth.array, values)
+                      for w in weights]
             print(f"{prefix + ' ' + '+'.join(subset):<22}{mean_dice(lab.array, truth.array, values):8.3f}"
                   + "".join(f"{f:11.3f}" for f in after) + "".join(f"{f:12.3f}" for f in inside), flush=True)
+    if not a.skip_colin:
+        alone, *inside = colin_grey_dice(model, Path(a.data), weights)
+        print(f"{'Colin27 T1, GM vs AAL':<22}{alone:8.3f}" + " " * 11 * len(weights)
+              + "".join(f"{f:12.3f}" for f in inside), flush=True)
     return 0
 
 
