@@ -32,18 +32,15 @@ SUBSETS = (("T1",), ("T2",), ("PD",), ("T1", "T2", "PD"))
 
 
 def tpm_for_model(tpm_path: Path, reference, labels: tuple[str, ...]) -> np.ndarray:
-    """(C, I, J, K) TPM probabilities on `reference`'s grid, one per model label in `labels` (+1e-3)."""
-    import nibabel as nib  # the product's reader refuses 4D images on purpose
-    from multimodalgen.resample import resample_like
-    from multimodalgen.volume import Volume
+    """(C, I, J, K) TPM probabilities on `reference`'s grid (`real_heads.tpm_on_grid`), one per model label in
+    `labels` (+1e-3)."""
+    from real_heads import tpm_on_grid
 
     unknown = [name for name in labels if name not in MODEL_FROM_TPM]
     if unknown:
         raise ValueError(f"no TPM class for the model's labels {unknown}; expected only {sorted(MODEL_FROM_TPM)}")
-    tpm = nib.load(str(tpm_path))
-    array = np.asarray(tpm.dataobj, dtype=np.float32)
-    return np.stack([resample_like(Volume(array[..., MODEL_FROM_TPM[name]], tpm.affine, "T1"), reference).array
-                     for name in labels]) + 1e-3
+    on_grid = tpm_on_grid(tpm_path, reference)
+    return on_grid[[MODEL_FROM_TPM[name] for name in labels]] + 1e-3
 
 
 def segment_with_atlas(images: dict, model, atlas: np.ndarray, w: float):
@@ -66,20 +63,15 @@ def segment_with_atlas(images: dict, model, atlas: np.ndarray, w: float):
 
 
 def colin_grey_dice(model, data: Path, weights: list[float]) -> list[float]:
-    """Colin27 ch2 (1 mm T1): grey-matter Dice against the AAL union inside `ch2bet`, as `real_heads.colin` scores
-    it, for the model alone (first) and with the atlas inside at each weight."""
-    from multimodalgen.io import read_volume
+    """Colin27 scored as `real_heads.colin` scores it (grey matter vs the AAL union inside `ch2bet`), for the model
+    alone (first) and with the atlas inside at each weight."""
+    from real_heads import colin_case, grey_dice
 
-    t1 = read_volume(data / "colin27_mricron" / "ch2.nii.gz", "T1")
-    bet = read_volume(data / "colin27_mricron" / "ch2bet.nii.gz").array > 0
-    truth = (read_volume(data / "colin27_mricron" / "aal.nii.gz").array > 0) & bet
+    t1, bet, truth = colin_case(data)
     labels = tuple(model.config.labels)
     atlas = tpm_for_model(data / "spm_templates" / "TPM.nii.gz", t1, labels).astype(np.float32)
-    out = []
-    for w in [0.0, *weights]:
-        pred = (segment_with_atlas({"T1": t1}, model, atlas, w).array == labels.index("grey matter")) & bet
-        out.append(float(2 * (pred & truth).sum() / max(1, pred.sum() + truth.sum())))
-    return out
+    return [grey_dice(segment_with_atlas({"T1": t1}, model, atlas, w).array == labels.index("grey matter"), bet,
+                      truth) for w in [0.0, *weights]]
 
 
 def mean_dice(labels: np.ndarray, truth: np.ndarray, values: tuple[int, int, int]) -> float:

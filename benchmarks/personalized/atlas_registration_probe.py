@@ -30,18 +30,14 @@ PSEUDO_T1 = {0: 0.55, 1: 1.0, 2: 0.1, 3: 0.15, 4: 0.7}   # TPM volume -> intensi
 
 
 def turned(image, truth_volume, degrees: float = 15.0):
-    """The head turned by `degrees` about the I and K axes inside the same grid: (image Volume, truth array)."""
+    """The head turned by `degrees` about the I and K axes inside the same grid: (image Volume, truth array). The
+    content is resampled onto `real_heads.rotated_grid` and put back on the original grid, so the anatomy and the
+    truth move in world space while the grid stays."""
     from multimodalgen.resample import resample_like
     from multimodalgen.volume import Volume
+    from real_heads import rotated_grid
 
-    a = np.deg2rad(degrees)
-    rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
-    rot = rot @ np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
-    centre_index = (np.array(image.shape3d) - 1) / 2
-    affine = image.affine.copy()
-    affine[:3, :3] = rot @ image.affine[:3, :3]
-    affine[:3, 3] = (image.affine @ np.append(centre_index, 1))[:3] - affine[:3, :3] @ centre_index
-    grid = Volume(np.zeros(image.shape3d, np.float32), affine, image.modality)
+    grid = rotated_grid(image, degrees)
     content = Volume(resample_like(image, grid).array, image.affine.copy(), image.modality)
     return content, resample_like(truth_volume, grid, order="nearest").array
 
@@ -53,15 +49,15 @@ def main() -> int:
     p.add_argument("--data", default=str(HERE.parents[2] / "shared" / "data"))
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
-    import nibabel as nib  # the product's reader refuses 4D images on purpose
     import torch
-    from atlas_fusion_probe import MODEL_FROM_TPM, segment_with_atlas, tpm_for_model
+    from atlas_fusion_probe import MODEL_FROM_TPM, mean_dice, segment_with_atlas, tpm_for_model
     from multimodalgen.io import read_volume
+    from multimodalgen.personalized.inference import segment_volumes
     from multimodalgen.personalized.weights import load_model
     from multimodalgen.registration.engine import register_volumes
     from multimodalgen.registration.export import warp_volume
     from multimodalgen.volume import Volume
-    from real_heads import cropped_upper, truth_labels
+    from real_heads import cropped_upper, read_tpm, truth_labels
 
     torch.set_num_threads(a.threads)
     spm = Path(a.data) / "spm_templates"
@@ -69,13 +65,8 @@ def main() -> int:
     model = load_model(a.model)[0]
     labels = tuple(model.config.labels)
     values = tuple(labels.index(n) for n in ("grey matter", "white matter", "cerebrospinal fluid"))
-    tpm = nib.load(str(spm / "TPM.nii.gz"))
-    maps = np.asarray(tpm.dataobj, dtype=np.float32)
-    pseudo = Volume(sum(v * maps[..., k] for k, v in PSEUDO_T1.items()).astype(np.float32), tpm.affine, "T1")
-
-    def mean_dice(pred: np.ndarray, t: np.ndarray) -> float:
-        return float(np.mean([2 * ((pred == v) & (t == c)).sum() / max(1, (pred == v).sum() + (t == c).sum())
-                              for v, c in zip(values, (1, 2, 3))]))
+    maps, tpm_affine = read_tpm(spm / "TPM.nii.gz")
+    pseudo = Volume(sum(v * maps[..., k] for k, v in PSEUDO_T1.items()).astype(np.float32), tpm_affine, "T1")
 
     t1 = read_volume(spm / "oldnorm_T1.nii.gz", "T1")
     cases = {"T1 (MNI space)": (t1, truth.array), "T1 head turned 15/15 deg": turned(t1, truth),
@@ -84,16 +75,16 @@ def main() -> int:
           f"refinement")
     print(f"{'case':<28}{'alone':>8}{'atlas unregistered':>20}{'atlas registered':>18}{'registration s':>16}")
     for name, (image, case_truth) in cases.items():
-        alone = segment_with_atlas({"T1": image}, model, np.ones((len(labels),) + image.shape3d, np.float32), 0.0)
+        alone = segment_volumes({"T1": image}, model=model, resample=True)
         t0 = time.perf_counter()
         result = register_volumes(image, pseudo, mode="affine")
         seconds = time.perf_counter() - t0
-        registered = np.stack([warp_volume(result, Volume(maps[..., MODEL_FROM_TPM[n]], tpm.affine, "T1")).array
+        registered = np.stack([warp_volume(result, Volume(maps[..., MODEL_FROM_TPM[n]], tpm_affine, "T1")).array
                                for n in labels]) + 1e-3
         unregistered = tpm_for_model(spm / "TPM.nii.gz", image, labels)
         scores = [mean_dice(segment_with_atlas({"T1": image}, model, atlas.astype(np.float32), a.w).array,
-                            case_truth) for atlas in (unregistered, registered)]
-        print(f"{name:<28}{mean_dice(alone.array, case_truth):8.3f}{scores[0]:20.3f}{scores[1]:18.3f}"
+                            case_truth, values) for atlas in (unregistered, registered)]
+        print(f"{name:<28}{mean_dice(alone.array, case_truth, values):8.3f}{scores[0]:20.3f}{scores[1]:18.3f}"
               f"{seconds:16.1f}", flush=True)
     return 0
 

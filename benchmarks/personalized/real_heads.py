@@ -118,21 +118,31 @@ def outer_rim(truth: np.ndarray) -> np.ndarray:
     return brain & ~ndimage.binary_erosion(brain)
 
 
-def atlas_prior_labels(spm: Path, reference) -> np.ndarray:
-    """SPM's TPM (6 classes: grey, white, CSF, bone, soft tissue, air; MNI space) resampled (linear) onto the grid of
-    the Volume `reference`; returns labels like the truth's (1 grey, 2 white, 3 CSF, 0 the rest) by argmax."""
+def read_tpm(tpm_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """SPM's TPM, a 4D NIfTI in MNI space: (`(I, J, K, 6)` float32 probabilities, volumes 0 grey, 1 white, 2 CSF,
+    3 bone, 4 soft tissue, 5 air; the 4x4 RAS affine)."""
     import nibabel as nib   # the product's reader refuses 4D images on purpose
 
+    tpm = nib.load(str(tpm_path))
+    array = np.asarray(tpm.dataobj, dtype=np.float32)
+    if array.ndim != 4 or array.shape[3] != 6:
+        raise ValueError(f"{tpm_path}: expected SPM's 4D tissue map with 6 classes, got shape {array.shape}")
+    return array, np.asarray(tpm.affine, dtype=np.float64)
+
+
+def tpm_on_grid(tpm_path: Path, reference) -> np.ndarray:
+    """`read_tpm` resampled (linear) onto the grid of the Volume `reference`: `(6, I, J, K)` float32, TPM order."""
     from multimodalgen.resample import resample_like
     from multimodalgen.volume import Volume
 
-    tpm = nib.load(str(spm / "TPM.nii.gz"))
-    array = np.asarray(tpm.dataobj, dtype=np.float32)
-    if array.ndim != 4 or array.shape[3] < 3:
-        raise ValueError(f"{spm / 'TPM.nii.gz'}: expected a 4D map with >= 3 tissue classes, got {array.shape}")
-    probs = np.stack([resample_like(Volume(array[..., k], tpm.affine, "T1"), reference).array
-                      for k in range(array.shape[3])], axis=-1)
-    best = probs.argmax(-1)
+    array, affine = read_tpm(tpm_path)
+    return np.stack([resample_like(Volume(array[..., k], affine, "T1"), reference).array for k in range(6)])
+
+
+def atlas_prior_labels(spm: Path, reference) -> np.ndarray:
+    """The image-free baseline on `reference`'s grid (`tpm_on_grid`): labels like the truth's (1 grey, 2 white,
+    3 CSF, 0 the rest) by argmax over the six TPM classes."""
+    best = tpm_on_grid(spm / "TPM.nii.gz", reference).argmax(0)
     return np.where(best < 3, best + 1, 0).astype(np.uint8)
 
 
@@ -147,13 +157,14 @@ def subset_table(model, spm: Path, prefix: str, truth, seg, segmented: dict | No
     pattern = {"oldnorm": "oldnorm_{}.nii.gz", "avg152": "avg152{}.nii.gz"}[prefix]
     images = {m: read_volume(spm / pattern.format(m), m) for m in MODALITIES}
     out, interior = {}, {}
+    atlas = atlas_prior_labels(spm, images["T1"]) if model == ATLAS_PRIOR else None   # one grid for every subset
     rim = outer_rim(truth.array)
     inner_truth = np.where(rim, 0, truth.array)
     for r in range(1, 4):
         for subset in itertools.combinations(MODALITIES, r):
             key = "+".join(subset)
             if model == ATLAS_PRIOR:
-                pred = atlas_prior_labels(spm, images[subset[0]])
+                pred = atlas
                 names = dict(enumerate(CLASSES, start=1))
             elif model == "k-means (oracle mask)":
                 pred = kmeans_in_mask({m: images[m] for m in subset}, truth.array)
@@ -203,14 +214,7 @@ def robustness(model, spm: Path, truth, stack, seg, knows) -> dict[str, dict[str
         lab = seg({"T1": t1, "T2": Volume(epi, t1.affine, "T2")}, model)
         out["T1+EPI (as T2)"] = dice_by_name(lab.array, names_of(lab), truth.array)
     # rotated: the image is resampled onto a rotated grid; the truth is resampled onto the same grid
-    angle = np.deg2rad(15)
-    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
-    rot = rot @ np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
-    affine = t1.affine.copy()
-    centre = t1.affine @ np.append((np.array(t1.shape3d) - 1) / 2, 1)
-    affine[:3, :3] = rot @ t1.affine[:3, :3]
-    affine[:3, 3] = centre[:3] - affine[:3, :3] @ ((np.array(t1.shape3d) - 1) / 2)
-    grid = Volume(np.zeros(t1.shape3d, np.float32), affine, "T1")
+    grid = rotated_grid(t1)
     t1_rot = resample_like(t1, grid, order="linear")
     truth_rot = resample_like(truth, grid, order="nearest")
     lab = seg({"T1": t1_rot}, model)
@@ -227,6 +231,22 @@ def robustness(model, spm: Path, truth, stack, seg, knows) -> dict[str, dict[str
     return out
 
 
+def rotated_grid(image, degrees: float = 15.0):
+    """An empty Volume of `image`'s shape whose grid is `image`'s turned by `degrees` about the I and then the K axis
+    around the grid centre (world mm). Resampling onto it rotates the grid; see `atlas_registration_probe.turned` for
+    the content rotated inside the same grid."""
+    from multimodalgen.volume import Volume
+
+    a = np.deg2rad(degrees)
+    rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    rot = rot @ np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    centre_index = (np.array(image.shape3d) - 1) / 2
+    affine = image.affine.copy()
+    affine[:3, :3] = rot @ image.affine[:3, :3]
+    affine[:3, 3] = (image.affine @ np.append(centre_index, 1))[:3] - affine[:3, :3] @ centre_index
+    return Volume(np.zeros(image.shape3d, np.float32), affine, image.modality)
+
+
 def cropped_upper(image, truth: np.ndarray, keep: float = 0.6):
     """`image` (a Volume) cut to the upper `keep` of its K (superior) axis, with the affine moved so every kept
     voxel stays where it was in world space, and `truth` (same grid, array) cut the same way: (Volume, array)."""
@@ -238,12 +258,25 @@ def cropped_upper(image, truth: np.ndarray, keep: float = 0.6):
     return Volume(image.array[:, :, k0:].copy(), affine, image.modality), truth[:, :, k0:]
 
 
-def colin(model, data: Path, seg) -> dict:
+def colin_case(data: Path):
+    """Colin27: (the 1 mm T1 `ch2` as a Volume, the `ch2bet` brain mask, the grey-matter truth = the union of the
+    AAL regions inside `ch2bet`), masks bool on the T1's grid."""
     from multimodalgen.io import read_volume
 
     t1 = read_volume(data / "colin27_mricron" / "ch2.nii.gz", "T1")
     bet = read_volume(data / "colin27_mricron" / "ch2bet.nii.gz").array > 0
-    aal = read_volume(data / "colin27_mricron" / "aal.nii.gz").array
+    truth = (read_volume(data / "colin27_mricron" / "aal.nii.gz").array > 0) & bet
+    return t1, bet, truth
+
+
+def grey_dice(grey: np.ndarray, bet: np.ndarray, truth: np.ndarray) -> float:
+    """Colin27's score: Dice of a grey-matter mask restricted to `ch2bet` against the AAL truth (`colin_case`)."""
+    pred = grey & bet
+    return float(2 * (pred & truth).sum() / max(1, pred.sum() + truth.sum()))
+
+
+def colin(model, data: Path, seg) -> dict:
+    t1, bet, truth = colin_case(data)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     lab = seg({"T1": t1}, model)
@@ -251,9 +284,7 @@ def colin(model, data: Path, seg) -> dict:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     names = names_of(lab)
     gm_values = [v for v, n in names.items() if canonical(n) == "grey matter"]
-    pred = np.isin(lab.array, gm_values) & bet
-    truth = (aal > 0) & bet
-    dice = float(2 * (pred & truth).sum() / max(1, pred.sum() + truth.sum()))
+    dice = grey_dice(np.isin(lab.array, gm_values), bet, truth)
     quality = lab.metadata.get("quality") or {}
     return {"gm_dice_vs_aal": dice, "seconds": round(seconds, 1), "peak_rss_gb": round(peak / 1e6, 2),
             "peak_rss_gb_before": round(before / 1e6, 2), "volumes_ml": quality.get("volumes_ml"),
@@ -261,16 +292,10 @@ def colin(model, data: Path, seg) -> dict:
 
 
 def colin_atlas(data: Path) -> dict:
-    """The image-free baseline on Colin27: TPM's grey matter (argmax, `atlas_prior_labels`) inside `ch2bet` against
-    the union of the AAL regions inside `ch2bet`, as `colin` scores a model."""
-    from multimodalgen.io import read_volume
-
-    t1 = read_volume(data / "colin27_mricron" / "ch2.nii.gz", "T1")
-    bet = read_volume(data / "colin27_mricron" / "ch2bet.nii.gz").array > 0
-    aal = read_volume(data / "colin27_mricron" / "aal.nii.gz").array
-    pred = (atlas_prior_labels(data / "spm_templates", t1) == 1) & bet
-    truth = (aal > 0) & bet
-    return {"gm_dice_vs_aal": float(2 * (pred & truth).sum() / max(1, pred.sum() + truth.sum()))}
+    """The image-free baseline on Colin27: TPM's grey matter (argmax, `atlas_prior_labels`) scored as `colin`
+    scores a model."""
+    t1, bet, truth = colin_case(data)
+    return {"gm_dice_vs_aal": grey_dice(atlas_prior_labels(data / "spm_templates", t1) == 1, bet, truth)}
 
 
 def colin_cli(model: str, data: Path, threads: int, work: Path) -> dict:
