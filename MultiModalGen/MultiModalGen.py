@@ -252,7 +252,8 @@ class MultiModalGenWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Segmentation could not start."), waitCursor=True):
             self.logic.segmentPersonalized({m: getattr(p, f) for m, f in MODALITY_FIELDS.items()},
                                            outputSegmentation=p.outputSegmentation, adapter=self.selectedAdapter(),
-                                           wait=False, onFinished=self.onSegmentFinished)
+                                           wait=False, onFinished=self.onSegmentFinished,
+                                           atlas=self.ui.tissueAtlasPathLineEdit.currentPath.strip() or None)
             self.startTaskDisplay(_("Segmenting..."))
 
     def onSegmentFinished(self, segmentationNode, error) -> None:
@@ -451,17 +452,19 @@ class MultiModalGenLogic(ScriptedLoadableModuleLogic):
 
     # -- personalized segmentation and adapters ------------------------------------------------------------------
     def segmentPersonalized(self, volumesByModality, outputSegmentation=None, adapter=None, wait=True,
-                            onFinished=None, refine="intensity"):
+                            onFinished=None, refine="intensity", atlas=None, atlasWeight=None):
         """Segment from any subset of one patient's modalities ({"T1": node, "CT": node, ...}); returns the
         segmentation node with named, coloured segments. `refine`: "intensity" (default; the tissues' split is
-        refined with the scan's own intensities) or "none" (the network's answer as is)."""
+        refined with the scan's own intensities) or "none" (the network's answer as is). `atlas`: optional path of
+        a 4D tissue probability map (SPM TPM order) used as the spatial prior at power `atlasWeight` (None: the
+        backend's default); see `multimodalgen segment --help`."""
         from MultiModalGenLib import actions
 
         folder = actions.newExchangeFolder()
         # a remote server looks the adapter up by name in its own adapter folder
         adapterPath = (adapter if self.settings.backend == "remote" else str(self.settings.adaptersFolder / adapter)
                        ) if adapter else None
-        params = actions.prepareSegment(volumesByModality, adapterPath, folder)
+        params = actions.prepareSegment(volumesByModality, adapterPath, folder, atlas=atlas, atlasWeight=atlasWeight)
         params["refine"] = refine
         candidates = [v for v in volumesByModality.values() if v is not None]
         return self.runTask("segment", params, wait=wait, onFinished=onFinished, folder=folder,

@@ -237,7 +237,10 @@ def discardFewShotPreview(segmentationNode) -> None:
 
 
 # -- personalized segmentation and adapters ----------------------------------------------------------------------
-def prepareSegment(volumesByModality: dict, adapter: str | None, folder: pathlib.Path | None = None) -> dict:
+def prepareSegment(volumesByModality: dict, adapter: str | None, folder: pathlib.Path | None = None, *,
+                   atlas: str | None = None, atlasWeight: float | None = None) -> dict:
+    """The `segment` task's parameters: the volumes exported to `folder`, the adapter, the optional tissue atlas
+    (a file reference; checked to exist here, its content by the backend) and its weight."""
     present = {m: n for m, n in volumesByModality.items() if n is not None}
     if not present:
         raise UserInputError("personalized segmentation needs at least one volume",
@@ -245,10 +248,19 @@ def prepareSegment(volumesByModality: dict, adapter: str | None, folder: pathlib
     unknown = sorted(set(present) - set(MODALITIES))
     if unknown:
         raise UserInputError("unknown modality", expected=", ".join(MODALITIES), got=", ".join(unknown))
+    if atlas and not pathlib.Path(atlas).is_file():     # before any volume is exported
+        raise UserInputError("tissue atlas not found", got=str(atlas),
+                             fix="choose a 4D tissue probability map (e.g. SPM12's tpm/TPM.nii) or clear the field")
+    if atlasWeight is not None and not atlas:
+        raise UserInputError("an atlas weight without an atlas", fix="choose the tissue atlas too")
     folder = folder or newExchangeFolder()
     params = {"images": {m: exportVolume(n, folder, m, modality=m) for m, n in present.items()}}
     if adapter:
         params["adapter"] = str(adapter)
+    if atlas:
+        params["atlas"] = protocol.file_ref(str(pathlib.Path(atlas).resolve()))
+        if atlasWeight is not None:
+            params["atlas_weight"] = float(atlasWeight)
     return params
 
 

@@ -101,7 +101,7 @@ def test_segment_rows_load_the_model_once_per_worker(tmp_path, monkeypatch):
         return "MODEL", {"adapter": "brain"}
 
     def segment_volumes(images, adapter, device, progress, *, model=None, ttp_steps=0, resample=False, refine="intensity",
-                        return_probabilities=False):
+                        atlas=None, atlas_weight=4.0, return_probabilities=False):
         calls.append((sorted(images), [v.modality for v in images.values()], model, ttp_steps))
         first = next(iter(images.values()))
         return Volume((first.array > 0).astype(np.uint8), first.affine, "LABEL", {"modalities": sorted(images)})

@@ -136,6 +136,9 @@ def test_measured_numbers_come_from_their_results_files():
                ["personalized-v10 16.1 s 1.23 GB"]),
               ("segment", "benchmarks/personalized/results/real_heads_2026-12-06_p-single-20-candidate.txt",
                ["TPM atlas (no image)", "0.701   0.701", "GM Dice 0.757"]),
+              ("segment", "benchmarks/personalized/results/real_heads_2026-12-06_atlas-w4.txt",
+               ["0.739   0.715", "0.755   0.738", "GM Dice 0.799", "rotated 15/15 deg: 0.720",
+                "(upper 60 %): 0.718", "2x2x6 mm: 0.721", "21.9 s, peak RSS 1.39 GB"]),
               ("finetune", v10, ["99.1 s, 87 kB", "0.638", "0.632", "0.583", "0.522"]),
               ("features", "benchmarks/encoder/results/table.md", ["0.842", "0.692", "0.374", "0.260", "1.636"])]
     for verb, source, numbers in checks:

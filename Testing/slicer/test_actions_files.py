@@ -83,3 +83,14 @@ def test_dependency_check_is_pure_and_reports_torch_first():
     assert dependencies.requirementSatisfied("numpy>=1.24", installed.get)
     with pytest.raises(ValueError):
         dependencies.requirementSatisfied("numpy<2", installed.get)
+
+
+def test_segment_parameters_refuse_a_missing_atlas_before_exporting_any_volume(tmp_path):
+    class NeverExported:     # a volume node stand-in: exporting it would fail the test
+        def __getattr__(self, name):
+            raise AssertionError(f"the volume was touched ({name}) before the atlas was checked")
+
+    with pytest.raises(UserInputError, match="tissue atlas not found"):
+        actions.prepareSegment({"T1": NeverExported()}, None, tmp_path, atlas=str(tmp_path / "TPM.nii"))
+    with pytest.raises(UserInputError, match="an atlas weight without an atlas"):
+        actions.prepareSegment({"T1": NeverExported()}, None, tmp_path, atlasWeight=2.0)

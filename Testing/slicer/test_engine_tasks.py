@@ -99,6 +99,15 @@ def test_personalized_segment_task(worker, tmp_path):
     assert label.shape3d == shape and all(s["label"] > 0 and s["name"] for s in job.outputs["segments"])
 
 
+def test_personalized_segment_task_refuses_an_image_as_its_atlas(worker, tmp_path):
+    shape, affine = (32, 32, 24), np.diag([1.5, 1.5, 1.5, 1.0])
+    write_volume(Volume(blobs(shape, [(1.0, (16, 16, 12))]), affine, "T1"), tmp_path / "t1.nii.gz")
+    job = worker.run("segment", {"images": {"T1": ref(tmp_path / "t1.nii.gz")}, "atlas": ref(tmp_path / "t1.nii.gz"),
+                                 "output_dir": str(tmp_path / "o")}, timeout=300)
+    assert job.state == "failed" and job.error_kind == "user_input" and "not a tissue atlas" in job.error_message
+    assert not (tmp_path / "o" / "segmentation.nii.gz").exists()
+
+
 @pytest.mark.slow
 def test_fewshot_from_a_labelled_support_volume(worker, tmp_path):
     shape, affine = (36, 36, 24), np.diag([1.5, 1.5, 2.0, 1.0])

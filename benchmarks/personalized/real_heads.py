@@ -8,7 +8,9 @@ Cases (all from `--data`; evaluation only, never training):
   grey/white/CSF maps (argmax where the largest is >= 0.5, else background).
 - Robustness on oldnorm: a PET-like image (uptake grey 1, white .3, CSF .05, 6 mm blur, rendered from the oldseg maps)
   added to T1; an EPI-like image (oldnorm T2 at 3.5 mm, EPI distortion, drop-out, noise) added to T1 as "T2"; T1 rotated 15 degrees about two axes (truth rotated with it); T1 cropped to the upper 60 % of the head;
-  a 2 x 2 x 6 mm anisotropic T1 (every third slice of a 6 mm-smoothed copy) segmented and compared on its own grid.
+  a 2 x 2 x 6 mm anisotropic T1 (every third slice of a 6 mm-smoothed copy) segmented and compared on its own grid;
+  the head turned 15 degrees about two axes inside the unchanged grid (anatomy and truth move in world space, so a
+  prior that is not registered would be misplaced).
 - Colin27 `ch2` (1 mm, 181 x 217 x 181, one individual brain): grey-matter Dice against the union of the AAL regions
   inside `ch2bet` (the prediction is restricted to `ch2bet` too); seconds of `segment_volumes`, and seconds and peak
   memory of `multimodalgen segment` in a fresh process (the speed/memory target; the in-process peak counts this
@@ -22,6 +24,10 @@ The image-free baseline (`--no-atlas-prior` skips it): SPM's tissue probability 
 resampled onto each case's grid, each voxel given its most probable of the six TPM classes. Every case here is in
 MNI space, so this row says how much of a score position alone earns; the oldseg truth is itself a population
 average, which favours it.
+
+`--atlas` adds the first model with SPM's TPM as its spatial prior (`segment --atlas TPM.nii.gz --atlas-weight W`:
+the TPM placed on each case by the package's own affine registration, `personalized.atlas`) in every table, the
+robustness cases, Colin27 and the CLI timing.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from peak_memory import run_with_peak_memory
 
 CLASSES = ("grey matter", "white matter", "cerebrospinal fluid")
 NETWORK_ONLY = " (refine none)"
+WITH_ATLAS = " + TPM atlas"   # the model with `segment --atlas TPM.nii.gz` (SPM's TPM placed by our registration)
 KMEANS_MODEL_MASK = "k-means (brain mask of "   # + model name + ")": the fair baseline, no oracle
 ATLAS_PRIOR = "TPM atlas (no image)"   # SPM's tissue probability map in MNI space, argmax: what position alone gives
 MODALITIES = ("T1", "T2", "PD")
@@ -228,6 +235,11 @@ def robustness(model, spm: Path, truth, stack, seg, knows) -> dict[str, dict[str
     an_aff[:3, 2] *= 3
     lab = seg({"T1": Volume(thick.copy(), an_aff, "T1")}, model)
     out["T1 2x2x6 mm"] = dice_by_name(lab.array, names_of(lab), truth.array[:, :, ::3])
+    from atlas_registration_probe import turned
+
+    t1_turned, truth_turned = turned(t1, truth)
+    lab = seg({"T1": t1_turned}, model)
+    out["T1 head turned in its grid"] = dice_by_name(lab.array, names_of(lab), truth_turned)
     return out
 
 
@@ -298,13 +310,13 @@ def colin_atlas(data: Path) -> dict:
     return {"gm_dice_vs_aal": grey_dice(atlas_prior_labels(data / "spm_templates", t1) == 1, bet, truth)}
 
 
-def colin_cli(model: str, data: Path, threads: int, work: Path) -> dict:
+def colin_cli(model: str, data: Path, threads: int, work: Path, extra: tuple[str, ...] = ()) -> dict:
     """`multimodalgen segment` on Colin27's 1 mm T1 in a fresh process: wall seconds and the child's own peak RSS
     (`run_with_peak_memory`; the in-process figure of `colin` also counts this benchmark's own images and models)."""
     work.mkdir(parents=True, exist_ok=True)
     cli = Path(sys.executable).with_name("multimodalgen")
     cmd = [str(cli) if cli.exists() else "multimodalgen", "--threads", str(threads), "segment", "--base-model", model,
-           "--image", f"T1={data / 'colin27_mricron' / 'ch2.nii.gz'}", "--out", str(work / "ch2.seg.nrrd")]
+           "--image", f"T1={data / 'colin27_mricron' / 'ch2.nii.gz'}", "--out", str(work / "ch2.seg.nrrd"), *extra]
     code, stderr, seconds, peak_gb = run_with_peak_memory(cmd)
     if code != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {code}: {stderr.strip()[-500:]}")
@@ -334,6 +346,11 @@ def adapter_run(base: str, spm: Path, work: Path, truth, steps: int) -> tuple[st
     return str(out), {"seconds": round(seconds, 1), "bytes": size, "steps": steps}
 
 
+def base_name(method: str) -> str:
+    """The loaded model behind a row: `method` without its network-only or atlas suffix."""
+    return method.replace(NETWORK_ONLY, "").replace(WITH_ATLAS, "")
+
+
 def mean3(d: dict[str, float]) -> float:
     return float(np.nanmean([d[c] for c in CLASSES]))
 
@@ -343,7 +360,8 @@ def main() -> int:
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[3] / "shared" / "data"))
     p.add_argument("--models", default="personalized-v10,personalized-v9")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--sets", default="oldnorm,avg152", help="template sets to run (oldnorm, avg152)")
+    p.add_argument("--sets", default="oldnorm,avg152", help="template sets to run (oldnorm, avg152; empty: none, "
+                   "only the robustness cases and Colin27)")
     p.add_argument("--skip-colin", action="store_true")
     p.add_argument("--skip-robustness", action="store_true")
     p.add_argument("--adapter-steps", type=int, default=0, help="also fine-tune a MoR adapter on avg152 (this many "
@@ -356,6 +374,9 @@ def main() -> int:
                    "own brain mask (the baseline without an oracle; one extra segmentation per subset)")
     p.add_argument("--no-atlas-prior", action="store_true", help="skip the image-free baseline (SPM's TPM in MNI "
                    "space, argmax) on oldnorm, avg152 and Colin27")
+    p.add_argument("--atlas", action="store_true", help="also report the first model with SPM's TPM as its atlas "
+                   "prior (segment --atlas; placed by affine registration)")
+    p.add_argument("--atlas-weight", type=float, default=None, help="the atlas's power (default: the package's)")
     p.add_argument("--work", default="/tmp/real_heads_work")
     p.add_argument("--out", default=None)
     a = p.parse_args()
@@ -370,7 +391,17 @@ def main() -> int:
     truth, stack = truth_labels(spm)
     loaded = {name: load_model(name)[0] for name in a.models.split(",") if name}
 
+    atlas = None
+    if a.atlas:
+        from multimodalgen.personalized.atlas import DEFAULT_ATLAS_WEIGHT, read_tissue_atlas
+
+        atlas = read_tissue_atlas(spm / "TPM.nii.gz")
+        a.atlas_weight = DEFAULT_ATLAS_WEIGHT if a.atlas_weight is None else a.atlas_weight
+
     def seg(images, model):
+        if model.endswith(WITH_ATLAS):
+            return segment_volumes(images, model=loaded[model[: -len(WITH_ATLAS)]], resample=True, atlas=atlas,
+                                   atlas_weight=a.atlas_weight)
         if model.endswith("+TTP"):
             return segment_volumes(images, model=loaded[model[:-4]], resample=True, ttp_steps=a.ttp_steps)
         if model.endswith(NETWORK_ONLY):
@@ -398,8 +429,10 @@ def main() -> int:
         methods.insert(1, f"{first_model}+TTP")
     if a.network_only:
         methods.insert(1, first_model + NETWORK_ONLY)
+    if a.atlas:
+        methods.insert(1, first_model + WITH_ATLAS)
     subsets = ["+".join(s) for r in (1, 2, 3) for s in itertools.combinations(MODALITIES, r)]
-    for prefix in a.sets.split(","):
+    for prefix in [name for name in a.sets.split(",") if name]:
         for method in methods:
             if prefix != "oldnorm" and ("+TTP" in method or "+MoR" in method):
                 continue
@@ -424,12 +457,12 @@ def main() -> int:
             print(f"  {method:<22}" + "".join(f"{mean3(inner[s]):10.3f}" for s in subsets)
                   + f"{np.mean([mean3(inner[s]) for s in subsets]):8.3f}   CSF {csf:.3f}", flush=True)
     # robustness and Colin27: the base models and their network-only rows (no adapter, no test-time steps)
-    whole_models = [m for m in methods if (m in loaded and "+MoR" not in m) or m.endswith(NETWORK_ONLY)]
+    whole_models = [m for m in methods if (m in loaded and "+MoR" not in m) or m.endswith((NETWORK_ONLY, WITH_ATLAS))]
     if not a.skip_robustness:
         print("\nRobustness on oldnorm (mean Dice grey/white/CSF)")
         for method in whole_models:
             results["robustness"][method] = robustness(method, spm, truth, stack, seg,
-                                                       lambda m: loaded[m.replace(NETWORK_ONLY, "")].config.modalities)
+                                                       lambda m: loaded[base_name(m)].config.modalities)
             print(f"{method:<24}" + "  ".join(f"{k}: {mean3(v):.3f}" for k, v in results["robustness"][method].items()))
     if not a.skip_colin:
         print("\nColin27 ch2 (1 mm, 181x217x181): grey matter vs union of AAL regions inside ch2bet")
@@ -449,6 +482,13 @@ def main() -> int:
             r = results["colin27_cli"][first_model]
             print(f"{first_model:<24} CLI end to end in a fresh process ({a.threads} threads): {r['seconds']} s, "
                   f"peak RSS {r['peak_rss_gb']} GB (targets <= 120 s, <= 4 GB)")
+            if a.atlas:
+                name = first_model + WITH_ATLAS
+                results["colin27_cli"][name] = r = colin_cli(
+                    first_model, data, a.threads, Path(a.work) / "cli",
+                    ("--atlas", str(spm / "TPM.nii.gz"), "--atlas-weight", str(a.atlas_weight)))
+                print(f"{name:<24} CLI end to end in a fresh process ({a.threads} threads): {r['seconds']} s, "
+                      f"peak RSS {r['peak_rss_gb']} GB (targets <= 120 s, <= 4 GB)")
     first = methods[0]
     if first in results["oldnorm"]:   # the targets are stated on oldnorm; `--sets avg152` alone has none to check
         old = [mean3(results["oldnorm"][first][s]) for s in subsets]
@@ -458,6 +498,12 @@ def main() -> int:
               f"vs k-means {np.mean(km):.3f} + .05: {'MET' if np.mean(old) >= np.mean(km) + 0.05 else 'MISSED'}; "
               f"worst subset {min(old):.3f} within .03 of T1+T2+PD {old[-1]:.3f}: "
               f"{'MET' if old[-1] - min(old) <= 0.03 else 'MISSED'}")
+        if a.atlas:
+            fused = [mean3(results["oldnorm"][first_model + WITH_ATLAS][s]) for s in subsets]
+            print(f"  {first_model + WITH_ATLAS} mean {np.mean(fused):.3f} (>= .80): "
+                  f"{'MET' if np.mean(fused) >= 0.8 else 'MISSED'}; vs k-means {np.mean(km):.3f} + .05: "
+                  f"{'MET' if np.mean(fused) >= np.mean(km) + 0.05 else 'MISSED'}; worst subset {min(fused):.3f} "
+                  f"within .03 of T1+T2+PD {fused[-1]:.3f}: {'MET' if fused[-1] - min(fused) <= 0.03 else 'MISSED'}")
         if ATLAS_PRIOR in results["oldnorm"]:
             atlas = mean3(results["oldnorm"][ATLAS_PRIOR][subsets[0]])
             print(f"  beside the image-free {ATLAS_PRIOR}: {atlas:.3f}; the model is {np.mean(old) - atlas:+.3f} on "

@@ -126,7 +126,11 @@ TASKS: dict[str, TaskSpec] = {
                                 "default: the shipped one)"),
                      TaskOption("ttp-steps", "int", 0, "test-time personalization steps (segment task)"),
                      TaskOption("refine", "str", "intensity", "intensity (default) or none: refine the tissues with "
-                                "the scan's own intensities (segment task)")),
+                                "the scan's own intensities (segment task)"),
+                     TaskOption("atlas", "path", None, "4D tissue probability map in SPM's order, e.g. SPM12's "
+                                "tpm/TPM.nii, used as the spatial prior (segment task; default: none)"),
+                     TaskOption("atlas-weight", "float", None, "power of the atlas in the fusion (segment task; "
+                                "default 4)")),
             uses_gpu=True, default_threads=2, preload=("torch", "multimodalgen.personalized.driver"),
             help="personalized multimodal segmentation of each study's modalities"),
         TaskSpec(

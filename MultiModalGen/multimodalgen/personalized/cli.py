@@ -6,6 +6,7 @@ from pathlib import Path
 
 from multimodalgen.errors import UserInputError
 from multimodalgen.models.registry import DEFAULT_MODELS
+from multimodalgen.personalized.atlas import DEFAULT_ATLAS_WEIGHT, MAX_ATLAS_WEIGHT
 
 
 def add_parser(subparsers) -> None:
@@ -59,6 +60,12 @@ def add_parser(subparsers) -> None:
                      "the network's probabilities as the prior; none: the network's answer as is")
     seg.add_argument("--resample", action="store_true", help="resample images on other grids onto the reference "
                      "grid (only when already aligned in world space)")
+    seg.add_argument("--atlas", default=None, metavar="TPM", help="a 4D tissue probability map (6 volumes in SPM's "
+                     "order: grey, white, CSF, bone, soft tissue, air; e.g. SPM12's tpm/TPM.nii, not shipped) used as "
+                     "the spatial prior: placed on the image by affine registration, checked against the model's "
+                     "brain (refused when they disagree)")
+    seg.add_argument("--atlas-weight", type=float, default=None, metavar="W", help="power of the atlas in the "
+                     f"fusion, 0 (off) to {MAX_ATLAS_WEIGHT:g} (default {DEFAULT_ATLAS_WEIGHT:g})")
     seg.set_defaults(handler=run_segment)
 
 
@@ -103,5 +110,6 @@ def run_segment(args, ctx) -> int:
 
     params = {"images": {m: str(p) for m, p in parse_images(args.image).items()}, "adapter": args.adapter,
               "base_model": args.base_model, "probabilities": args.probabilities, "ttp_steps": args.ttp_steps,
-              "refine": args.refine, "resample": args.resample, "reference_label": args.reference_label}
+              "refine": args.refine, "resample": args.resample, "reference_label": args.reference_label,
+              "atlas": args.atlas, "atlas_weight": args.atlas_weight}
     return run_verb_and_print(args, ctx, "segment", params, args.out)

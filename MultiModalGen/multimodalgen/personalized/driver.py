@@ -25,7 +25,8 @@ def label_segments(label) -> list[dict]:
 
 def segment_files(images: dict, *, out: Path, ctx: RunContext, adapter: str | None = None,
                   base_model: str | None = None, probabilities: bool = False, ttp_steps: int = 0,
-                  refine: str = "intensity", resample: bool = False, reference_label=None) -> Result:
+                  refine: str = "intensity", resample: bool = False, reference_label=None, atlas=None,
+                  atlas_weight: float | None = None) -> Result:
     """The `segment` verb: personalized segmentation of one patient from any subset of modalities.
 
     Args:
@@ -38,15 +39,26 @@ def segment_files(images: dict, *, out: Path, ctx: RunContext, adapter: str | No
         refine: "intensity" (default: the tissues' split refined by this image's own intensities, see
             `personalized.refine`) or "none" (the network's answer as is).
         reference_label: optional ground truth: Dice per label in the metrics.
+        atlas: optional 4D tissue atlas file (SPM TPM order, `personalized.atlas`), placed on the images by affine
+            registration and used as the spatial prior at power `atlas_weight` (None: `DEFAULT_ATLAS_WEIGHT`).
     Returns:
-        outputs segmentation (+ labels sidecar, probabilities); metrics segments, modalities, adapter, Dice.
+        outputs segmentation (+ labels sidecar, probabilities); metrics segments, modalities, adapter, Dice,
+        atlas (source, weight, brain agreement, registration seconds; None without an atlas).
     """
     from multimodalgen.io import read_label, read_volume, write_named_labels, write_volume
     from multimodalgen.personalized.inference import load_with_adapter, segment_volumes
 
     if not isinstance(images, dict) or not images:
         raise UserInputError("no images given", expected="images: {modality: path}", got=repr(images)[:60])
+    from multimodalgen.personalized.atlas import DEFAULT_ATLAS_WEIGHT, check_atlas_weight, read_tissue_atlas
+
+    if atlas_weight is not None and atlas is None:
+        raise UserInputError("an atlas weight without an atlas", expected="--atlas PATH with --atlas-weight",
+                             fix="give the tissue atlas with --atlas, or leave out --atlas-weight")
+    atlas_weight = DEFAULT_ATLAS_WEIGHT if atlas_weight is None else atlas_weight
+    check_atlas_weight(atlas_weight)
     reference = read_label(reference_label) if reference_label is not None else None   # refused before any work
+    tissue_atlas = read_tissue_atlas(atlas) if atlas is not None else None
     device = ctx.torch_device()
     t0 = time.perf_counter()
     model, info = ctx.model(f"personalized:{base_model}:{adapter}:{device}",
@@ -55,7 +67,8 @@ def segment_files(images: dict, *, out: Path, ctx: RunContext, adapter: str | No
     volumes = {str(m): read_volume(p, str(m)) for m, p in images.items()}
     t2 = time.perf_counter()
     result = segment_volumes(volumes, adapter, device, ctx.progress, model=model, resample=resample,
-                             ttp_steps=ttp_steps, refine=refine, return_probabilities=probabilities)
+                             ttp_steps=ttp_steps, refine=refine, atlas=tissue_atlas, atlas_weight=atlas_weight,
+                             return_probabilities=probabilities)
     label, probs = result if probabilities else (result, None)
     t3 = time.perf_counter()
     segments = label_segments(label)
@@ -66,7 +79,7 @@ def segment_files(images: dict, *, out: Path, ctx: RunContext, adapter: str | No
     metrics = {"segments": segments, "modalities": list(label.metadata.get("modalities", [])),
                "adapter": info.get("adapter") or "none", "base_model": info.get("base_model"),
                "working_spacing_mm": label.metadata.get("working_spacing_mm"),
-               "refine": label.metadata.get("refine")}
+               "refine": label.metadata.get("refine"), "atlas": label.metadata.get("atlas")}
     quality = label.metadata.get("quality") or {}
     metrics.update({"volumes_ml": quality.get("volumes_ml"), "confidence": quality.get("confidence"),
                     "warnings": list(quality.get("warnings") or [])})

@@ -15,6 +15,9 @@ import torch
 from multimodalgen.adapters.inject import inject_adapters, load_adapter_state
 from multimodalgen.adapters.io import load_adapter, resolve_adapter_path
 from multimodalgen.errors import UserInputError
+from multimodalgen.personalized.atlas import (DEFAULT_ATLAS_WEIGHT, TissueAtlas, brain_agreement, check_atlas_labels,
+                                              check_atlas_weight, check_placement, fuse_atlas, place_atlas,
+                                              view_warning)
 from multimodalgen.personalized.csf_shell import close_csf_shell
 from multimodalgen.personalized.model import PersonalizedNet, _head
 from multimodalgen.personalized.prepare import check_modalities, model_input, stack_images, to_image_grid
@@ -63,6 +66,7 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
                     device: torch.device | str = "cpu", progress: Progress | None = None, *,
                     model: PersonalizedNet | None = None, base_model: str | Path | None = None,
                     resample: bool = False, ttp_steps: int = 0, refine: str = "intensity",
+                    atlas: TissueAtlas | None = None, atlas_weight: float = DEFAULT_ATLAS_WEIGHT,
                     return_probabilities: bool = False) -> Volume | tuple[Volume, Volume]:
     """Segment one patient from any subset of modalities.
 
@@ -75,11 +79,16 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
         refine: "intensity" (default): the brain tissues' split is refined by a Gaussian-mixture model of this
             image's own intensities with the network as the spatial prior (`personalized.refine`); "none": the
             network's answer as is. Models without grey/white/CSF classes are never refined.
+        atlas: a tissue atlas (`personalized.atlas.read_tissue_atlas`) placed on the reference image by affine
+            registration and multiplied into the network's probabilities at power `atlas_weight` before the
+            refinement; UserInputError when the model's labels have no atlas class or the placed atlas's brain
+            disagrees with the network's (`atlas.check_placement`). None: no atlas.
         return_probabilities: also return a `(C, I, J, K)` float32 probability Volume.
     Returns:
         uint8 label Volume `(I, J, K)` on the reference grid (metadata: label names, `segments` with each label's
         name, colour and terminology (`multimodalgen.terminology`), seconds, ttp seconds, `quality`: volumes in mL,
-        confidence and plausibility warnings from `personalized.quality`),
+        confidence and plausibility warnings from `personalized.quality`, `atlas`: source, weight, brain agreement,
+        registration seconds and volume scale, or None),
         plus the probability Volume when asked.
     """
     progress = progress or Progress.null()
@@ -91,6 +100,9 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
         model, info = load_with_adapter(adapter, base_model, device)
     check_modalities(images.keys(), model.config.modalities)
     check_refine_mode(refine)
+    if atlas is not None:
+        check_atlas_weight(atlas_weight)
+        check_atlas_labels(model.config.labels)
     array, present, reference = stack_images(images, model.config.modalities, resample=resample,
                                              ct_window=model.config.ct_window)
     x, size, native = model_input(array, reference.spacing, model.config)
@@ -107,6 +119,15 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
         logits = (mirrored_logits(model, x, mask, left_right_axis(reference.affine)) if model.config.mirror_lr
                   else predict_logits(model, x, mask))
         probs = to_image_grid(logits, size, native).softmax(dim=1)[0]
+    atlas_info = None
+    if atlas is not None:
+        progress.update("segment", 0.7, "placing the tissue atlas")
+        placed, atlas_info = place_atlas(atlas, reference, model.config.labels, device)
+        agreement = brain_agreement(probs, placed, model.config.labels)
+        atlas_info = {"source": Path(atlas.source).name, "weight": float(atlas_weight),
+                      "brain_agreement": round(agreement, 3), **atlas_info}
+        check_placement(agreement, atlas.source)
+        probs = fuse_atlas(probs, placed, atlas_weight)
     refined = "none"
     if refine != "none":
         progress.update("segment", 0.8, "refining with the image's intensities")
@@ -120,12 +141,14 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
     labels = winner.cpu().numpy().astype(np.uint8)
     voxel_ml = abs(float(np.linalg.det(reference.affine[:3, :3]))) / 1e3
     quality = check_segmentation(labels, top.cpu().numpy(), voxel_ml, dict(enumerate(model.config.labels)))
+    if atlas_info and view_warning(atlas_info):
+        quality.setdefault("warnings", []).append(view_warning(atlas_info))
     meta = {"labels": dict(enumerate(model.config.labels)),
             "segments": segments_from_labels(definitions_for(model.config.labels)),
             "modalities": [m for m, p in
             zip(model.config.modalities, present) if p], "seconds": round(time.perf_counter() - t0, 2),
             "ttp_seconds": round(ttp_seconds, 2), "refine": refined, "working_spacing_mm": model.config.working_spacing or None,
-            "quality": quality, **info}
+            "quality": quality, "atlas": atlas_info, **info}
     out = Volume(labels, reference.affine.copy(), "LABEL", meta)
     progress.update("segment", 1.0, "done")
     if return_probabilities:

@@ -81,9 +81,13 @@ def _segment(result: Result, out: Path) -> str:
         names = [f"{n} {volumes[n]:.0f} mL" if isinstance(volumes.get(n), (int, float)) else n for n in names]
     confidence = m.get("confidence")
     trust = f", confidence {confidence:.2f}" if isinstance(confidence, (int, float)) else ""
+    atlas = m.get("atlas") if isinstance(m.get("atlas"), dict) else None
+    prior = (f", atlas {atlas.get('source')} at weight {atlas.get('weight'):g}, brain agreement "
+             f"{atlas.get('brain_agreement'):.2f}" if atlas and isinstance(atlas.get("brain_agreement"), (int, float))
+             and isinstance(atlas.get("weight"), (int, float)) else "")
     return (f"segment: wrote {len(names)} segments ({', '.join(names)}) to {out} from "
             f"{', '.join(m.get('modalities', [])) or 'the given images'} (adapter {m.get('adapter', 'none')}"
-            f"{trust}{_dice(m)}, {_seconds(result):.1f} s).")
+            f"{prior}{trust}{_dice(m)}, {_seconds(result):.1f} s).")
 
 
 def _fewshot(result: Result, out: Path) -> str:

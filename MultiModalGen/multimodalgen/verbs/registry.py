@@ -146,7 +146,8 @@ VERBS: dict[str, Verb] = {v.name: v for v in (
         "resample an image or labels through a saved transform onto a reference grid"),
     Verb("segment", "multimodalgen.personalized.driver:segment_files", "file", "segmentation.nii.gz", (
         _p("images", "file_map", True), _p("adapter"), _p("base_model"), _p("probabilities", "bool"),
-        _p("ttp_steps", "int"), _p("refine"), _p("resample", "bool"), _p("reference_label", "file")),
+        _p("ttp_steps", "int"), _p("refine"), _p("resample", "bool"), _p("reference_label", "file"),
+        _p("atlas", "file"), _p("atlas_weight", "float")),
         "personalized segmentation from any subset of a patient's modalities"),
     Verb("finetune", "multimodalgen.personalized.driver:finetune_files", "dir", "adapter", (
         _p("cases", "cases"), _p("cases_csv", "file"), _p("base_model"), _p("labels", "strs"), _p("method"),
