@@ -91,10 +91,13 @@ def _image_file(path, value=1.0):
 
 
 def test_segment_rows_load_the_model_once_per_worker(tmp_path, monkeypatch):
-    """Any subset of modalities per study reaches segment_volumes with the worker's cached model."""
+    """Any subset of modalities per study reaches segment_volumes with the worker's cached model (and the task's
+    tissue atlas, read by the driver, with its weight)."""
+    import nibabel as nib
+
     from multimodalgen.volume import Volume
 
-    loads, calls = [], []
+    loads, calls, atlases = [], [], []
 
     def load_with_adapter(adapter, base_model, device):
         loads.append((adapter, base_model, device))
@@ -103,6 +106,7 @@ def test_segment_rows_load_the_model_once_per_worker(tmp_path, monkeypatch):
     def segment_volumes(images, adapter, device, progress, *, model=None, ttp_steps=0, resample=False, refine="intensity",
                         atlas=None, atlas_weight=4.0, return_probabilities=False):
         calls.append((sorted(images), [v.modality for v in images.values()], model, ttp_steps))
+        atlases.append((atlas.source, atlas.maps.shape, atlas_weight))
         first = next(iter(images.values()))
         return Volume((first.array > 0).astype(np.uint8), first.affine, "LABEL", {"modalities": sorted(images)})
 
@@ -116,11 +120,15 @@ def test_segment_rows_load_the_model_once_per_worker(tmp_path, monkeypatch):
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (tmp_path / "S.csv").write_text("study_id,T1,t2,label\na,t1.nii.gz,t2.nii.gz,ref.nii.gz\nb,,t2.nii.gz,\n")
+    tpm = np.zeros((6, 6, 6, 6), np.float32)
+    tpm[..., 0], tpm[..., 5] = 0.6, 0.4
+    nib.save(nib.Nifti1Image(tpm, np.eye(4)), str(tmp_path / "tpm.nii.gz"))
     summary = run(tmp_path / "S.csv", "segment", tmp_path / "out", workers=0, device="cpu",
-                  options={"adapter": str(adapter), "ttp_steps": 3})
+                  options={"adapter": str(adapter), "ttp_steps": 3, "atlas": str(tmp_path / "tpm.nii.gz"), "atlas_weight": 2.5})
     assert summary.done == 2, summary.failed_ids
     assert [(a, b, str(d)) for a, b, d in loads] == [(str(adapter), None, "cpu")]  # one load for both studies
     assert calls == [(["T1", "T2"], ["T1", "T2"], "MODEL", 3), (["T2"], ["T2"], "MODEL", 3)]
+    assert atlases == [(str(tmp_path / "tpm.nii.gz"), (6, 6, 6, 6), 2.5)] * 2
     first, second = summary.statuses
     assert first["metrics"]["dice_mean"] == 1.0 and first["metrics"]["modalities"] == "T1,T2"
     assert "dice_mean" not in second["metrics"] and second["outputs"]["segmentation"] == "segmentation.nii.gz"

@@ -6,11 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from multimodalgen.errors import UserInputError
-from multimodalgen.personalized.atlas import (ATLAS_CLASSES, MIN_BRAIN_AGREEMENT, TissueAtlas, brain_agreement,
-                                              check_atlas_labels, check_atlas_weight, fuse_atlas, place_atlas,
-                                              read_tissue_atlas)
+from multimodalgen.personalized.atlas import (
+    ATLAS_CLASSES,
+    MIN_BRAIN_AGREEMENT,
+    TissueAtlas,
+    brain_agreement,
+    check_atlas_labels,
+    check_atlas_weight,
+    fuse_atlas,
+    place_atlas,
+    read_tissue_atlas,
+)
 from multimodalgen.volume import Volume
 
 HEAD_LABELS = ("background", "grey matter", "white matter", "cerebrospinal fluid", "skull", "soft tissue")

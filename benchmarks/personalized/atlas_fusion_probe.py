@@ -25,9 +25,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "MultiModalGen"))
 sys.path.insert(0, str(HERE))
 
-# the model's classes, in its order, and the TPM volume (0 grey, 1 white, 2 CSF, 3 bone, 4 soft tissue, 5 air) for each
-MODEL_FROM_TPM = {"background": 5, "grey matter": 0, "white matter": 1, "cerebrospinal fluid": 2, "skull": 3,
-                  "soft tissue": 4}
+from multimodalgen.personalized.atlas import ATLAS_CLASSES  # after the path set-up
+
+# each model class's TPM volume (0 grey, 1 white, 2 CSF, 3 bone, 4 soft tissue, 5 air), as `segment --atlas` maps them
+MODEL_FROM_TPM = {name: index for index, name in enumerate(ATLAS_CLASSES)}
 SUBSETS = (("T1",), ("T2",), ("PD",), ("T1", "T2", "PD"))
 
 

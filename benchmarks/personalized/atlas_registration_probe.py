@@ -5,7 +5,8 @@
 
 `atlas_fusion_probe.py` showed what SPM's TPM adds inside the refinement when the input is already in MNI space. A
 clinical scan is not, so here the TPM is placed by `register_volumes(mode="affine")` (MIND-SSC features) of a
-pseudo-T1 rendered from the TPM itself (grey .55, white 1, CSF .1, bone .15, soft tissue .7, air 0; no other image)
+pseudo-T1 rendered from the TPM itself (grey .55, white 1, CSF .1, bone .15, soft tissue .7, air 0; no other image;
+now `personalized.atlas.TissueAtlas.pseudo_image`, which `segment --atlas` uses)
 onto the input, its six maps warped with the result and multiplied into the network's probabilities at power `w`
 before the model's refinement (`atlas_fusion_probe.segment_with_atlas`). Cases (oldnorm T1; truth = oldseg as in
 `real_heads.py`): in MNI space; the head turned 15 degrees about two axes inside an unchanged grid (the image content
@@ -25,9 +26,6 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "MultiModalGen"))
 sys.path.insert(0, str(HERE))
-
-PSEUDO_T1 = {0: 0.55, 1: 1.0, 2: 0.1, 3: 0.15, 4: 0.7}   # TPM volume -> intensity (5, air, is 0)
-
 
 def turned(image, truth_volume, degrees: float = 15.0):
     """The head turned by `degrees` about the I and K axes inside the same grid: (image Volume, truth array). The
@@ -50,14 +48,12 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     import torch
-    from atlas_fusion_probe import MODEL_FROM_TPM, mean_dice, segment_with_atlas, tpm_for_model
+    from atlas_fusion_probe import mean_dice, segment_with_atlas, tpm_for_model
     from multimodalgen.io import read_volume
+    from multimodalgen.personalized.atlas import place_atlas, read_tissue_atlas
     from multimodalgen.personalized.inference import segment_volumes
     from multimodalgen.personalized.weights import load_model
-    from multimodalgen.registration.engine import register_volumes
-    from multimodalgen.registration.export import warp_volume
-    from multimodalgen.volume import Volume
-    from real_heads import cropped_upper, read_tpm, truth_labels
+    from real_heads import cropped_upper, truth_labels
 
     torch.set_num_threads(a.threads)
     spm = Path(a.data) / "spm_templates"
@@ -65,8 +61,7 @@ def main() -> int:
     model = load_model(a.model)[0]
     labels = tuple(model.config.labels)
     values = tuple(labels.index(n) for n in ("grey matter", "white matter", "cerebrospinal fluid"))
-    maps, tpm_affine = read_tpm(spm / "TPM.nii.gz")
-    pseudo = Volume(sum(v * maps[..., k] for k, v in PSEUDO_T1.items()).astype(np.float32), tpm_affine, "T1")
+    tpm = read_tissue_atlas(spm / "TPM.nii.gz")
 
     t1 = read_volume(spm / "oldnorm_T1.nii.gz", "T1")
     cases = {"T1 (MNI space)": (t1, truth.array), "T1 head turned 15/15 deg": turned(t1, truth),
@@ -77,10 +72,8 @@ def main() -> int:
     for name, (image, case_truth) in cases.items():
         alone = segment_volumes({"T1": image}, model=model, resample=True)
         t0 = time.perf_counter()
-        result = register_volumes(image, pseudo, mode="affine")
+        registered = place_atlas(tpm, image, labels)[0]          # what `segment --atlas` does (+1e-3 floor included)
         seconds = time.perf_counter() - t0
-        registered = np.stack([warp_volume(result, Volume(maps[..., MODEL_FROM_TPM[n]], tpm_affine, "T1")).array
-                               for n in labels]) + 1e-3
         unregistered = tpm_for_model(spm / "TPM.nii.gz", image, labels)
         scores = [mean_dice(segment_with_atlas({"T1": image}, model, atlas.astype(np.float32), a.w).array,
                             case_truth, values) for atlas in (unregistered, registered)]

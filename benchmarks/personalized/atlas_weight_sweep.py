@@ -31,7 +31,6 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     import torch
-
     from multimodalgen.io import read_volume
     from multimodalgen.personalized import atlas as atlas_module
     from multimodalgen.personalized import inference
@@ -53,7 +52,7 @@ def main() -> int:
     print(f"{a.model} + SPM's TPM; mean Dice grey/white/CSF (Colin27: grey matter vs AAL) at each atlas weight")
     try:
         for mode in a.modes.split(","):
-            inference.place_atlas = lambda *args, _mode=mode, **kwargs: place(*args, mode=_mode, **kwargs)
+            atlas_module.place_atlas = lambda *args, _mode=mode, **kwargs: place(*args, mode=_mode, **kwargs)
             for name, images in cases.items():
                 row = []
                 for w in weights:
@@ -65,7 +64,7 @@ def main() -> int:
                 print(f"{mode:<11}{name:<12}" + "".join(f"  w{w:g} {v:.3f}" for w, v in zip(weights, row))
                       + f"  brain agreement {labels.metadata['atlas']['brain_agreement']}", flush=True)
     finally:
-        inference.place_atlas = place
+        atlas_module.place_atlas = place
     return 0
 
 

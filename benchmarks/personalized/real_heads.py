@@ -27,7 +27,9 @@ average, which favours it.
 
 `--atlas` adds the first model with SPM's TPM as its spatial prior (`segment --atlas TPM.nii.gz --atlas-weight W`:
 the TPM placed on each case by the package's own affine registration, `personalized.atlas`) in every table, the
-robustness cases, Colin27 and the CLI timing.
+robustness cases, Colin27 and the CLI timing; and beside it the same pipeline with the network's answer replaced by
+uniform probabilities (`atlas_em_labels`): the placed TPM as the only prior of the intensity refinement and the CSF
+shell, i.e. what the atlas and the Gaussian-mixture EM give without the network (SPM's unified segmentation, roughly).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from peak_memory import run_with_peak_memory
 CLASSES = ("grey matter", "white matter", "cerebrospinal fluid")
 NETWORK_ONLY = " (refine none)"
 WITH_ATLAS = " + TPM atlas"   # the model with `segment --atlas TPM.nii.gz` (SPM's TPM placed by our registration)
+ATLAS_EM = "TPM atlas + EM (no network)"   # SPM-style baseline: the placed TPM as the only prior of the refinement
 KMEANS_MODEL_MASK = "k-means (brain mask of "   # + model name + ")": the fair baseline, no oracle
 ATLAS_PRIOR = "TPM atlas (no image)"   # SPM's tissue probability map in MNI space, argmax: what position alone gives
 MODALITIES = ("T1", "T2", "PD")
@@ -346,6 +349,24 @@ def adapter_run(base: str, spm: Path, work: Path, truth, steps: int) -> tuple[st
     return str(out), {"seconds": round(seconds, 1), "bytes": size, "steps": steps}
 
 
+def atlas_em_labels(images: dict, model, atlas, weight: float):
+    """`segment_volumes` with the network's probabilities replaced by uniform ones (the network still runs; its
+    output is ignored) and the placement check off: the placed atlas at power `weight` is the refinement's only
+    prior. A baseline, not a product path."""
+    import torch
+
+    from multimodalgen.personalized import atlas as atlas_module
+    from multimodalgen.personalized import inference
+
+    real_grid, real_check = inference.to_image_grid, atlas_module.check_placement
+    inference.to_image_grid = lambda outputs, size, native: torch.zeros((1, outputs.shape[1], *native))
+    atlas_module.check_placement = lambda agreement, source: None     # a uniform network has no brain to agree with
+    try:
+        return inference.segment_volumes(images, model=model, resample=True, atlas=atlas, atlas_weight=weight)
+    finally:
+        inference.to_image_grid, atlas_module.check_placement = real_grid, real_check
+
+
 def base_name(method: str) -> str:
     """The loaded model behind a row: `method` without its network-only or atlas suffix."""
     return method.replace(NETWORK_ONLY, "").replace(WITH_ATLAS, "")
@@ -390,6 +411,7 @@ def main() -> int:
     spm = data / "spm_templates"
     truth, stack = truth_labels(spm)
     loaded = {name: load_model(name)[0] for name in a.models.split(",") if name}
+    first_loaded = next(iter(loaded))
 
     atlas = None
     if a.atlas:
@@ -399,6 +421,8 @@ def main() -> int:
         a.atlas_weight = DEFAULT_ATLAS_WEIGHT if a.atlas_weight is None else a.atlas_weight
 
     def seg(images, model):
+        if model == ATLAS_EM:
+            return atlas_em_labels(images, loaded[first_loaded], atlas, a.atlas_weight)
         if model.endswith(WITH_ATLAS):
             return segment_volumes(images, model=loaded[model[: -len(WITH_ATLAS)]], resample=True, atlas=atlas,
                                    atlas_weight=a.atlas_weight)
@@ -431,6 +455,7 @@ def main() -> int:
         methods.insert(1, first_model + NETWORK_ONLY)
     if a.atlas:
         methods.insert(1, first_model + WITH_ATLAS)
+        methods.append(ATLAS_EM)
     subsets = ["+".join(s) for r in (1, 2, 3) for s in itertools.combinations(MODALITIES, r)]
     for prefix in [name for name in a.sets.split(",") if name]:
         for method in methods:
@@ -457,12 +482,13 @@ def main() -> int:
             print(f"  {method:<22}" + "".join(f"{mean3(inner[s]):10.3f}" for s in subsets)
                   + f"{np.mean([mean3(inner[s]) for s in subsets]):8.3f}   CSF {csf:.3f}", flush=True)
     # robustness and Colin27: the base models and their network-only rows (no adapter, no test-time steps)
-    whole_models = [m for m in methods if (m in loaded and "+MoR" not in m) or m.endswith((NETWORK_ONLY, WITH_ATLAS))]
+    whole_models = [m for m in methods if (m in loaded and "+MoR" not in m) or m.endswith((NETWORK_ONLY, WITH_ATLAS))
+                    or m == ATLAS_EM]
     if not a.skip_robustness:
         print("\nRobustness on oldnorm (mean Dice grey/white/CSF)")
         for method in whole_models:
             results["robustness"][method] = robustness(method, spm, truth, stack, seg,
-                                                       lambda m: loaded[base_name(m)].config.modalities)
+                                                       lambda m: loaded.get(base_name(m), loaded[first_loaded]).config.modalities)
             print(f"{method:<24}" + "  ".join(f"{k}: {mean3(v):.3f}" for k, v in results["robustness"][method].items()))
     if not a.skip_colin:
         print("\nColin27 ch2 (1 mm, 181x217x181): grey matter vs union of AAL regions inside ch2bet")

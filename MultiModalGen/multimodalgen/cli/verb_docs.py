@@ -44,7 +44,8 @@ VERB_DOCS: dict[str, tuple[str, str]] = {
                 "map alone, with no image, scores .701 there and Colin27 grey matter .757 "
                 "(benchmarks/personalized/results/real_heads_2026-12-06_p-single-20-candidate.txt); with that map "
                 "as --atlas (placed by affine registration, weight 4): oldnorm .739 (worst .715), avg152 .755, "
-                "Colin27 grey matter .799, rotated/cropped/2x2x6 mm .720/.718/.721, 1 mm T1 in 22 s, 1.4 GB "
+                "Colin27 grey matter .799, rotated/cropped/2x2x6 mm .720/.718/.721 (the atlas with the intensity "
+                "EM and no network .694, Colin27 .779), 1 mm T1 in 22 s, 1.5 GB "
                 "(benchmarks/personalized/results/real_heads_2026-12-06_atlas-w4.txt)"),
     "finetune": ("OUT: the adapter folder (a name alone: into the user adapter folder)",
                  "MoR adapter fine-tuned on avg152 in 99 s (2 CPU threads; target 300 s), 87 kB: mean Dice .638 on "

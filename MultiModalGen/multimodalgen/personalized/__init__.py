@@ -13,6 +13,7 @@ Submodules (import directly; this file stays light except for the public entry p
     cases      -- CASES.csv reading and validation
     finetune   -- adapter fine-tuning on a site's labelled cases (TD-Calib, validation split, early stopping)
     inference  -- `segment_volumes(images, adapter, device, progress)`: named, SNOMED-coded segments
+    atlas      -- a user-supplied tissue atlas (SPM TPM order): read, placed by affine registration, checked, fused
     sliding    -- whole-volume or sliding-window logits on the working grid (`PersonalizedConfig.patch_size`)
     cli        -- verbs `finetune` and `segment`
 """

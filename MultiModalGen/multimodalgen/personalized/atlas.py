@@ -65,7 +65,7 @@ def read_tissue_atlas(path: str | Path) -> TissueAtlas:
 
     Raises UserInputError (what was expected, what arrived, the fix) for a missing or unreadable file, another
     dimensionality or class count, non-finite values, values outside [0, 1] or an atlas that is empty."""
-    import nibabel as nib   # the package's image reader refuses 4D images on purpose; an atlas is the one 4D input
+    import nibabel as nib  # the package's image reader refuses 4D images on purpose; an atlas is the one 4D input
 
     path = Path(path)
     fix = "give a 4D tissue probability map with 6 volumes in SPM's order, e.g. SPM12's tpm/TPM.nii"
@@ -174,6 +174,20 @@ def fuse_atlas(probs: torch.Tensor, placed: np.ndarray, weight: float) -> torch.
 
     fused = probs * torch.from_numpy(placed).to(probs) ** weight
     return fused / fused.sum(0, keepdim=True).clamp_min(1e-12)
+
+
+def apply_atlas(probs: torch.Tensor, atlas: TissueAtlas, reference: Volume, labels: tuple[str, ...],
+                weight: float, device="cpu") -> tuple[torch.Tensor, dict]:
+    """The whole atlas step of `segment_volumes`: place the atlas on `reference` (`place_atlas`), check it against
+    the network's brain (`brain_agreement`, `check_placement`: UserInputError when they disagree) and fuse it into
+    `probs` `(C, I, J, K)` (`fuse_atlas`). Returns (fused probabilities, report: source file name, weight,
+    brain_agreement, registration_seconds, volume_scale, brain_in_view)."""
+    placed, placement = place_atlas(atlas, reference, labels, device)
+    agreement = brain_agreement(probs, placed, labels)
+    report = {"source": Path(atlas.source).name, "weight": float(weight), "brain_agreement": round(agreement, 3),
+              **placement}
+    check_placement(agreement, atlas.source)
+    return fuse_atlas(probs, placed, weight), report
 
 
 def check_atlas_weight(weight: float) -> None:

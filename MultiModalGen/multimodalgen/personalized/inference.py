@@ -15,17 +15,16 @@ import torch
 from multimodalgen.adapters.inject import inject_adapters, load_adapter_state
 from multimodalgen.adapters.io import load_adapter, resolve_adapter_path
 from multimodalgen.errors import UserInputError
-from multimodalgen.personalized.atlas import (DEFAULT_ATLAS_WEIGHT, TissueAtlas, brain_agreement, check_atlas_labels,
-                                              check_atlas_weight, check_placement, fuse_atlas, place_atlas,
-                                              view_warning)
+from multimodalgen.personalized.atlas import (DEFAULT_ATLAS_WEIGHT, TissueAtlas, apply_atlas, check_atlas_labels,
+                                              check_atlas_weight, view_warning)
 from multimodalgen.personalized.csf_shell import close_csf_shell
 from multimodalgen.personalized.model import PersonalizedNet, _head
 from multimodalgen.personalized.prepare import check_modalities, model_input, stack_images, to_image_grid
+from multimodalgen.personalized.quality import check_segmentation
 from multimodalgen.personalized.refine import check_refine_mode, refine_tissues
 from multimodalgen.personalized.sliding import left_right_axis, mirrored_logits, predict_logits
-from multimodalgen.personalized.quality import check_segmentation
-from multimodalgen.terminology import definitions_for, segments_from_labels
 from multimodalgen.progress import Progress
+from multimodalgen.terminology import definitions_for, segments_from_labels
 from multimodalgen.volume import Volume
 
 
@@ -122,12 +121,7 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
     atlas_info = None
     if atlas is not None:
         progress.update("segment", 0.7, "placing the tissue atlas")
-        placed, atlas_info = place_atlas(atlas, reference, model.config.labels, device)
-        agreement = brain_agreement(probs, placed, model.config.labels)
-        atlas_info = {"source": Path(atlas.source).name, "weight": float(atlas_weight),
-                      "brain_agreement": round(agreement, 3), **atlas_info}
-        check_placement(agreement, atlas.source)
-        probs = fuse_atlas(probs, placed, atlas_weight)
+        probs, atlas_info = apply_atlas(probs, atlas, reference, model.config.labels, atlas_weight, device)
     refined = "none"
     if refine != "none":
         progress.update("segment", 0.8, "refining with the image's intensities")
@@ -142,7 +136,7 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
     voxel_ml = abs(float(np.linalg.det(reference.affine[:3, :3]))) / 1e3
     quality = check_segmentation(labels, top.cpu().numpy(), voxel_ml, dict(enumerate(model.config.labels)))
     if atlas_info and view_warning(atlas_info):
-        quality.setdefault("warnings", []).append(view_warning(atlas_info))
+        quality.setdefault("warnings", []).append(view_warning(atlas_info))   # the image shows little of the brain
     meta = {"labels": dict(enumerate(model.config.labels)),
             "segments": segments_from_labels(definitions_for(model.config.labels)),
             "modalities": [m for m, p in
