@@ -249,11 +249,13 @@ class MultiModalGenWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSegment(self) -> None:
         p = self._parameterNode
+        atlas = self.ui.tissueAtlasPathLineEdit.currentPath.strip() or None
         with slicer.util.tryWithErrorDisplay(_("Segmentation could not start."), waitCursor=True):
             self.logic.segmentPersonalized({m: getattr(p, f) for m, f in MODALITY_FIELDS.items()},
                                            outputSegmentation=p.outputSegmentation, adapter=self.selectedAdapter(),
-                                           wait=False, onFinished=self.onSegmentFinished,
-                                           atlas=self.ui.tissueAtlasPathLineEdit.currentPath.strip() or None)
+                                           wait=False, onFinished=self.onSegmentFinished, atlas=atlas)
+            if atlas:
+                self.ui.tissueAtlasPathLineEdit.addCurrentPathToHistory()   # remembered for the next session
             self.startTaskDisplay(_("Segmenting..."))
 
     def onSegmentFinished(self, segmentationNode, error) -> None:

@@ -55,6 +55,9 @@ def test_segment_sentence_has_volumes_and_confidence():
                     {"segment": 2.0})
     line = success_sentence("segment", result, "seg.nii.gz")
     assert "grey matter 612 mL" in line and "confidence 0.81" in line and "T1, T2" in line
+    result.metrics["atlas"] = {"source": "TPM.nii", "weight": 4.0, "brain_agreement": 0.953}
+    line = success_sentence("segment", result, "seg.nii.gz")
+    assert "atlas TPM.nii at weight 4, brain agreement 0.95" in line and "confidence 0.81" in line
 
 
 def test_demo_sentence_has_the_engines_headline_numbers():

@@ -189,3 +189,19 @@ def test_cli_refuses_bad_atlas_options_with_exit_2_and_writes_nothing(tmp_path, 
     for extra, message in cases:
         assert main(base + extra) == 2
         assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_weight_zero_turns_the_atlas_off_without_placing_it(monkeypatch):
+    from multimodalgen.personalized import atlas as atlas_module
+
+    monkeypatch.setattr(atlas_module, "place_atlas", lambda *a, **k: pytest.fail("the atlas was placed at weight 0"))
+    patient, truth = moved_patient()
+    from multimodalgen.personalized import inference
+    from multimodalgen.personalized.model import PersonalizedNet
+    from pers_helpers import tiny_config
+
+    net = PersonalizedNet(tiny_config(modalities=("T1", "T2"), labels=HEAD_LABELS)).eval()
+    monkeypatch.setattr(inference, "to_image_grid", lambda logits, size, native: _one_hot_logits(truth))
+    labels = inference.segment_volumes({"T1": patient}, model=net, atlas=phantom_atlas(), atlas_weight=0.0,
+                                       refine="none")
+    assert labels.metadata["atlas"] is None and np.array_equal(labels.array, truth)

@@ -24,18 +24,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from multimodalgen.errors import UserInputError
+from multimodalgen.volume import Volume
 
 if TYPE_CHECKING:
     import torch
-from multimodalgen.volume import Volume
 
 ATLAS_CLASSES = ("grey matter", "white matter", "cerebrospinal fluid", "skull", "soft tissue", "background")
 """The atlas's volumes in file order (SPM TPM: GM, WM, CSF, bone, soft tissue, air), as this package names them."""
 PSEUDO_INTENSITY = (0.55, 1.0, 0.1, 0.15, 0.7, 0.0)
 """Intensity of each atlas class in the pseudo-image that is registered to the input (T1-like)."""
 DEFAULT_ATLAS_WEIGHT = 4.0
-"""Power of the atlas in the fusion; 4 chosen among 1, 2, 4, 8 (`atlas_fusion_probe.py`): best on Colin27, the one
-individual brain; the templates (population averages) keep rising with the weight, so they did not decide it."""
+"""Power of the atlas in the fusion: the best of 1, 2, 4, 8 on Colin27, the one individual brain (unregistered,
+`atlas_fusion_probe.py`; registered, 2 / 4 / 8, `atlas_weight_sweep.py`); the templates (population averages, whose
+truth favours any atlas) keep rising with the weight, so they did not decide it. 0 turns the atlas off."""
 MAX_ATLAS_WEIGHT = 16.0
 PROBABILITY_FLOOR = 1e-3
 """Added to every placed class map, so no class is impossible where the atlas says 0 (outside its box all classes
@@ -115,8 +116,10 @@ def place_atlas(atlas: TissueAtlas, reference: Volume, labels: tuple[str, ...], 
     """The atlas on `reference`'s grid, one map per model label: `((C, I, J, K) float32, report)`.
 
     `reference` is a scalar image of the patient (any modality MIND can see structure in); the atlas's pseudo-image
-    is registered to it (`register_volumes`, `mode` "affine" by default), each class map warped through the result, `PROBABILITY_FLOOR`
-    added. The report has the registration's seconds and the linear part's volume scale (atlas -> patient)."""
+    is registered to it (`register_volumes`, `mode` "affine" by default), each class map warped through the result,
+    `PROBABILITY_FLOOR` added. The report has the registration's seconds (warp included), the linear part's volume
+    scale (atlas -> patient) and `brain_in_view`, the share of the atlas's brain (grey + white + CSF, scaled) that
+    falls inside the image."""
     from multimodalgen.registration.engine import register_volumes
     from multimodalgen.registration.export import warp_volume
 

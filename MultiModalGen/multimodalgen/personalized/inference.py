@@ -15,8 +15,14 @@ import torch
 from multimodalgen.adapters.inject import inject_adapters, load_adapter_state
 from multimodalgen.adapters.io import load_adapter, resolve_adapter_path
 from multimodalgen.errors import UserInputError
-from multimodalgen.personalized.atlas import (DEFAULT_ATLAS_WEIGHT, TissueAtlas, apply_atlas, check_atlas_labels,
-                                              check_atlas_weight, view_warning)
+from multimodalgen.personalized.atlas import (
+    DEFAULT_ATLAS_WEIGHT,
+    TissueAtlas,
+    apply_atlas,
+    check_atlas_labels,
+    check_atlas_weight,
+    view_warning,
+)
 from multimodalgen.personalized.csf_shell import close_csf_shell
 from multimodalgen.personalized.model import PersonalizedNet, _head
 from multimodalgen.personalized.prepare import check_modalities, model_input, stack_images, to_image_grid
@@ -102,6 +108,7 @@ def segment_volumes(images: dict[str, Volume], adapter: str | Path | None = None
     if atlas is not None:
         check_atlas_weight(atlas_weight)
         check_atlas_labels(model.config.labels)
+        atlas = atlas if atlas_weight > 0 else None           # weight 0: the atlas is off, nothing is placed
     array, present, reference = stack_images(images, model.config.modalities, resample=resample,
                                              ct_window=model.config.ct_window)
     x, size, native = model_input(array, reference.spacing, model.config)
