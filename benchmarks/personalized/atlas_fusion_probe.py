@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "MultiModalGen"))
 sys.path.insert(0, str(HERE))
 
-from multimodalgen.personalized.atlas import ATLAS_CLASSES  # after the path set-up
+from multimodalgen.personalized.atlas import ATLAS_CLASSES, PROBABILITY_FLOOR  # after the path set-up
 
 # each model class's TPM volume (0 grey, 1 white, 2 CSF, 3 bone, 4 soft tissue, 5 air), as `segment --atlas` maps them
 MODEL_FROM_TPM = {name: index for index, name in enumerate(ATLAS_CLASSES)}
@@ -34,27 +34,26 @@ SUBSETS = (("T1",), ("T2",), ("PD",), ("T1", "T2", "PD"))
 
 def tpm_for_model(tpm_path: Path, reference, labels: tuple[str, ...]) -> np.ndarray:
     """(C, I, J, K) TPM probabilities on `reference`'s grid (`real_heads.tpm_on_grid`), one per model label in
-    `labels` (+1e-3)."""
+    `labels` (+ the product's `PROBABILITY_FLOOR`, 1e-3)."""
     from real_heads import tpm_on_grid
 
     unknown = [name for name in labels if name not in MODEL_FROM_TPM]
     if unknown:
         raise ValueError(f"no TPM class for the model's labels {unknown}; expected only {sorted(MODEL_FROM_TPM)}")
     on_grid = tpm_on_grid(tpm_path, reference)
-    return on_grid[[MODEL_FROM_TPM[name] for name in labels]] + 1e-3
+    return on_grid[[MODEL_FROM_TPM[name] for name in labels]] + PROBABILITY_FLOOR
 
 
 def segment_with_atlas(images: dict, model, atlas: np.ndarray, w: float):
     """`segment_volumes` with the network's probabilities multiplied by `atlas`^w (`(C, I, J, K)` on the images'
     grid, the model's classes) and renormalised before the model's own refinement and CSF shell."""
-    import torch
     from multimodalgen.personalized import inference
+    from multimodalgen.personalized.atlas import fuse_atlas
 
     original = inference.refine_tissues
 
-    def refine_with_atlas(probs, *args, **kwargs):
-        fused = probs * torch.from_numpy(atlas).to(probs) ** w
-        return original(fused / fused.sum(0, keepdim=True), *args, **kwargs)
+    def refine_with_atlas(probs, *args, **kwargs):          # the product's fusion, without its registration
+        return original(fuse_atlas(probs, atlas, w), *args, **kwargs)
 
     inference.refine_tissues = refine_with_atlas
     try:

@@ -128,25 +128,16 @@ def outer_rim(truth: np.ndarray) -> np.ndarray:
     return brain & ~ndimage.binary_erosion(brain)
 
 
-def read_tpm(tpm_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """SPM's TPM, a 4D NIfTI in MNI space: (`(I, J, K, 6)` float32 probabilities, volumes 0 grey, 1 white, 2 CSF,
-    3 bone, 4 soft tissue, 5 air; the 4x4 RAS affine)."""
-    import nibabel as nib   # the product's reader refuses 4D images on purpose
-
-    tpm = nib.load(str(tpm_path))
-    array = np.asarray(tpm.dataobj, dtype=np.float32)
-    if array.ndim != 4 or array.shape[3] != 6:
-        raise ValueError(f"{tpm_path}: expected SPM's 4D tissue map with 6 classes, got shape {array.shape}")
-    return array, np.asarray(tpm.affine, dtype=np.float64)
-
-
 def tpm_on_grid(tpm_path: Path, reference) -> np.ndarray:
-    """`read_tpm` resampled (linear) onto the grid of the Volume `reference`: `(6, I, J, K)` float32, TPM order."""
+    """SPM's TPM read by the product's checked reader (`personalized.atlas.read_tissue_atlas`) and resampled
+    (linear) onto the grid of the Volume `reference`: `(6, I, J, K)` float32, TPM order (grey, white, CSF, bone, soft
+    tissue, air)."""
+    from multimodalgen.personalized.atlas import read_tissue_atlas
     from multimodalgen.resample import resample_like
     from multimodalgen.volume import Volume
 
-    array, affine = read_tpm(tpm_path)
-    return np.stack([resample_like(Volume(array[..., k], affine, "T1"), reference).array for k in range(6)])
+    atlas = read_tissue_atlas(tpm_path)
+    return np.stack([resample_like(Volume(volume, atlas.affine, "T1"), reference).array for volume in atlas.maps])
 
 
 def atlas_prior_labels(spm: Path, reference) -> np.ndarray:
